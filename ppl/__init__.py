@@ -1,0 +1,69 @@
+"""ppl: a probabilistic programming language embedded in JAX.
+
+Models are Python functions decorated with ``@ppl.gen``; every inference
+algorithm talks to them through the generative function interface
+(simulate, assess, generate, update, regenerate).
+"""
+
+from ppl import dist, errors
+from ppl.core import (
+    ChoiceMap,
+    GenCall,
+    GenerativeFunction,
+    Masked,
+    Selection,
+    Trace,
+    choices,
+    cond,
+    deterministic,
+    eager,
+    factor,
+    from_unconstrained,
+    gen,
+    masked,
+    mixture,
+    sample,
+    scan,
+    select,
+    select_all,
+    select_none,
+    switch,
+    to_unconstrained,
+    unconstrained_init,
+    unconstrained_log_density,
+    vmap,
+)
+from ppl.errors import PPLError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChoiceMap",
+    "GenCall",
+    "GenerativeFunction",
+    "Masked",
+    "PPLError",
+    "Selection",
+    "Trace",
+    "choices",
+    "cond",
+    "deterministic",
+    "dist",
+    "eager",
+    "errors",
+    "factor",
+    "from_unconstrained",
+    "gen",
+    "masked",
+    "mixture",
+    "sample",
+    "scan",
+    "select",
+    "select_all",
+    "select_none",
+    "switch",
+    "to_unconstrained",
+    "unconstrained_init",
+    "unconstrained_log_density",
+    "vmap",
+]
