@@ -5,7 +5,7 @@ algorithm talks to them through the generative function interface
 (simulate, assess, generate, update, regenerate).
 """
 
-from ppl import dist, errors
+from ppl import dist, errors, infer, vi
 from ppl.core import (
     ChoiceMap,
     GenCall,
@@ -54,6 +54,7 @@ __all__ = [
     "factor",
     "from_unconstrained",
     "gen",
+    "infer",
     "masked",
     "mixture",
     "sample",
@@ -65,5 +66,6 @@ __all__ = [
     "to_unconstrained",
     "unconstrained_init",
     "unconstrained_log_density",
+    "vi",
     "vmap",
 ]

@@ -1,0 +1,1 @@
+"""Benchmark workloads: each module defines rows(quick) -> list[harness.Row]."""

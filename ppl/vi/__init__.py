@@ -1,0 +1,1 @@
+"""Programmable variational inference: objectives as programs, gradient estimators by transformation."""
