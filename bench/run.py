@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
-import workloads  # noqa: E402
+import harness
+import workloads
 
 
 def main() -> None:
