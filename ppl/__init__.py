@@ -5,7 +5,7 @@ algorithm talks to them through the generative function interface
 (simulate, assess, generate, update, regenerate).
 """
 
-from ppl import dist, errors, infer, vi
+from ppl import dist, errors
 from ppl.core import (
     ChoiceMap,
     GenCall,
@@ -36,6 +36,18 @@ from ppl.core import (
 from ppl.errors import PPLError
 
 __version__ = "0.1.0"
+
+_SUBPACKAGES = ("infer", "vi", "diagnostics", "flows", "amortized")
+
+
+def __getattr__(name: str):
+    """Import the inference subpackages on first use (``ppl.infer``, ``ppl.vi``)."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"ppl.{name}")
+    raise AttributeError(f"module 'ppl' has no attribute {name!r}")
+
 
 __all__ = [
     "ChoiceMap",
