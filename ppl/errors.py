@@ -59,3 +59,37 @@ class CombinatorError(PPLError):
 
 class OutsideModelError(PPLError):
     """``ppl.sample``/``@`` was used outside the body of a ``@ppl.gen`` function."""
+
+
+class InferenceError(PPLError):
+    """An inference algorithm cannot run on the model and input as given."""
+
+
+class InitializationError(InferenceError):
+    """No initial point with a finite log density (and gradient) was found."""
+
+
+class GuideError(PPLError):
+    """An automatic guide cannot be built for the model, or a guide does not match the model's latents."""
+
+
+class FitError(PPLError):
+    """``ppl.vi.fit`` was given an objective, data or checkpoint it cannot train with."""
+
+
+class NonFiniteObjectiveError(FitError):
+    """The objective or its gradient became non-finite during ``fit``.
+
+    ``.step`` is the step at fault; ``.result`` holds the last good
+    parameters, optimiser state and history (the checkpoint, if any, was
+    written from them).
+    """
+
+    def __init__(self, message: str, step: int, result: object):
+        super().__init__(message)
+        self.step = step
+        self.result = result
+
+
+class DegenerateWeightsError(InferenceError):
+    """Every particle's importance weight is ``-inf`` or NaN: no particle is consistent with the data."""

@@ -1,0 +1,25 @@
+"""Diagnostics for Monte Carlo output: ESS, R-hat, MCSE, summaries, ArviZ export."""
+
+from ppl.diagnostics.convergence import (
+    ess_bulk,
+    ess_mean,
+    ess_tail,
+    format_summary,
+    mcse_mean,
+    rhat,
+    split_chains,
+    summary,
+    z_scale,
+)
+
+__all__ = [
+    "ess_bulk",
+    "ess_mean",
+    "ess_tail",
+    "format_summary",
+    "mcse_mean",
+    "rhat",
+    "split_chains",
+    "summary",
+    "z_scale",
+]

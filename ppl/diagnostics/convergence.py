@@ -1,0 +1,162 @@
+"""Convergence diagnostics for MCMC draws shaped ``(chain, draw, ...)``.
+
+The estimators of Vehtari, Gelman, Simpson, Carpenter and Bürkner (2021),
+"Rank-normalization, folding, and localization: an improved R-hat", as
+ArviZ and Stan compute them:
+
+* ``ess_bulk``: ESS of the rank-normalised split chains,
+  ``z = Phi^{-1}((rank - 3/8) / (S + 1/4))``;
+* ``ess_tail``: the smaller ESS of the indicators ``x <= q05`` and
+  ``x <= q95`` over split chains;
+* ``ess_mean``: ESS of the raw split chains (the ESS that goes with the
+  MCSE of the mean);
+* ``rhat``: the larger split R-hat of the rank-normalised draws and of the
+  rank-normalised folded draws ``|x - median|``;
+* ``mcse_mean = sd / sqrt(ess_mean)``.
+
+The autocorrelation-based ESS itself (Geyer's initial monotone sequence) and
+the Gelman-Rubin statistic are numpyro's (``numpyro.diagnostics``); this
+module adds splitting, rank normalisation and folding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from jax.scipy.special import ndtri
+from numpyro.diagnostics import effective_sample_size, gelman_rubin
+
+
+def _as_draws(x: Any) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim < 2:
+        raise ValueError(f"draws must be shaped (chain, draw, ...), got shape {a.shape}")
+    return a
+
+
+def split_chains(x: np.ndarray) -> np.ndarray:
+    """Each chain cut in two halves (a middle draw of an odd chain is dropped)."""
+    half = x.shape[1] // 2
+    return np.concatenate([x[:, :half], x[:, x.shape[1] - half :]], axis=0)
+
+
+def _average_ranks(flat: np.ndarray) -> np.ndarray:
+    """Ranks 1..n down each column, tied values given their average rank."""
+    out = np.empty_like(flat)
+    for j in range(flat.shape[1]):
+        _, inverse, counts = np.unique(flat[:, j], return_inverse=True, return_counts=True)
+        first = np.cumsum(counts) - counts + 1
+        out[:, j] = (first + (counts - 1) / 2.0)[inverse.reshape(-1)]
+    return out
+
+
+def z_scale(x: np.ndarray) -> np.ndarray:
+    """Rank-normalise ``x`` (all chains and draws pooled, per parameter)."""
+    shape = x.shape
+    flat = x.reshape(shape[0] * shape[1], -1)
+    ranks = _average_ranks(flat)
+    z = np.asarray(ndtri((ranks - 0.375) / (flat.shape[0] + 0.25)))
+    return z.reshape(shape)
+
+
+def _ess(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    const = np.all(x == x.reshape(-1, *x.shape[2:])[0], axis=(0, 1))
+    ess = np.asarray(effective_sample_size(x), dtype=np.float64)
+    return np.where(const, np.nan, ess)
+
+
+def ess_bulk(x: Any) -> np.ndarray:
+    """Bulk effective sample size (rank-normalised split chains)."""
+    return _ess(z_scale(split_chains(_as_draws(x))))
+
+
+def ess_mean(x: Any) -> np.ndarray:
+    """Effective sample size for the mean (raw split chains)."""
+    return _ess(split_chains(_as_draws(x)))
+
+
+def ess_tail(x: Any) -> np.ndarray:
+    """Tail effective sample size: the smaller ESS of the 5% and 95% quantile indicators."""
+    a = split_chains(_as_draws(x))
+    flat = a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+    q05, q95 = np.quantile(flat, 0.05, axis=0), np.quantile(flat, 0.95, axis=0)
+    lo = _ess(z_scale((a <= q05).astype(np.float64)))
+    hi = _ess(z_scale((a <= q95).astype(np.float64)))
+    return np.minimum(lo, hi)
+
+
+def rhat(x: Any) -> np.ndarray:
+    """Rank-normalised split R-hat (the larger of the bulk and folded versions)."""
+    a = _as_draws(x)
+    if a.shape[1] < 4:
+        raise ValueError(f"R-hat needs at least 4 draws per chain, got {a.shape[1]}")
+    split = split_chains(a)
+    bulk = np.asarray(gelman_rubin(z_scale(split)))
+    med = np.median(a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), axis=0)
+    tail = np.asarray(gelman_rubin(z_scale(split_chains(np.abs(a - med)))))
+    return np.maximum(bulk, tail)
+
+
+def mcse_mean(x: Any) -> np.ndarray:
+    """Monte Carlo standard error of the mean: ``sd / sqrt(ess_mean)``."""
+    a = _as_draws(x)
+    sd = a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]).std(axis=0, ddof=1)
+    return sd / np.sqrt(ess_mean(a))
+
+
+def summary(
+    draws: dict[str, Any], quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per variable: mean, sd, quantiles, mcse_mean, ess_bulk, ess_tail, r_hat (arrays over its elements)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, x in draws.items():
+        a = _as_draws(x)
+        if not np.issubdtype(np.asarray(x).dtype, np.number):
+            continue
+        flat = a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+        row = {"mean": flat.mean(axis=0), "sd": flat.std(axis=0, ddof=1)}
+        for q in quantiles:
+            row[f"q{round(q * 100)}"] = np.quantile(flat, q, axis=0)
+        enough = a.shape[1] >= 4
+        nan = np.full(flat.shape[1:], np.nan)
+        row["mcse_mean"] = mcse_mean(a) if enough else nan
+        row["ess_bulk"] = ess_bulk(a) if enough else nan
+        row["ess_tail"] = ess_tail(a) if enough else nan
+        row["r_hat"] = rhat(a) if enough else nan
+        out[name] = row
+    return out
+
+
+def format_summary(table: dict[str, dict[str, np.ndarray]], max_rows: int = 60) -> str:
+    """A fixed-width text table, one row per scalar element (``theta[0]``...)."""
+    cols = None
+    rows = []
+    for name, stats in table.items():
+        if cols is None:
+            cols = list(stats)
+        shape = np.shape(stats["mean"])
+        for idx in np.ndindex(*shape):
+            label = name + ("[" + ",".join(map(str, idx)) + "]" if idx else "")
+            rows.append([label] + [float(np.asarray(stats[c])[idx]) for c in cols])
+    if cols is None:
+        return "(no draws)"
+    more = len(rows) - max_rows
+    rows = rows[:max_rows]
+    width = max([len(r[0]) for r in rows] + [4])
+    header = " " * width + "".join(f"{c:>10}" for c in cols)
+    lines = [header]
+    for r in rows:
+        cells = []
+        for c, v in zip(cols, r[1:]):
+            if c.startswith("ess"):
+                cells.append(f"{v:>10.0f}" if np.isfinite(v) else f"{'nan':>10}")
+            elif c == "r_hat":
+                cells.append(f"{v:>10.3f}")
+            else:
+                cells.append(f"{v:>10.3g}")
+        lines.append(f"{r[0]:<{width}}" + "".join(cells))
+    if more > 0:
+        lines.append(f"... ({more} more rows)")
+    return "\n".join(lines)

@@ -1,0 +1,223 @@
+"""The result of an MCMC run: draws, per-draw diagnostics, ArviZ export, summary."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import jax
+import numpy as np
+
+from ppl.core import ChoiceMap, choices
+from ppl.core.address import normalize
+from ppl.diagnostics import format_summary, summary
+from ppl.diagnostics.arviz import to_inference_data
+
+
+def address_name(addr: tuple) -> str:
+    """The key of an address in result dicts: ``'mu'``, or ``'sub/z'`` for ``('sub', 'z')``."""
+    return "/".join(str(c) for c in addr)
+
+
+class Samples(dict):
+    """``name -> array`` of draws; also indexable by address (``s['sub', 'z']`` is ``s['sub/z']``)."""
+
+    def _key(self, key: Any) -> Any:
+        if isinstance(key, str) and dict.__contains__(self, key):
+            return key
+        try:
+            return address_name(normalize(key))
+        except Exception:
+            return key
+
+    def __getitem__(self, key: Any) -> Any:
+        k = self._key(key)
+        if not dict.__contains__(self, k):
+            raise KeyError(f"no draws for {key!r}; available: {', '.join(self) or '(none)'}")
+        return dict.__getitem__(self, k)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, self._key(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return dict.get(self, self._key(key), default)
+
+
+class DivergenceWarning(UserWarning):
+    """Some transitions after warm-up diverged: the draws may be biased."""
+
+
+class SamplingWarning(UserWarning):
+    """A run finished but its draws look unreliable (non-finite values, ...)."""
+
+
+class MCMCResult:
+    """Draws and diagnostics of an MCMC run.
+
+    * ``samples``: ``name -> array [chain, draw, ...]`` of every latent choice
+      (constrained space) and every ``ppl.deterministic`` site;
+    * ``stats``: per-draw diagnostics ``name -> array [chain, draw]``:
+      ``diverging``, ``acceptance_rate``, ``n_steps`` (gradient evaluations
+      or updates), and for HMC/NUTS ``energy``, ``lp`` (log density in
+      unconstrained space), ``tree_depth`` (NUTS);
+    * ``step_size`` ``[chain]`` and ``inverse_mass_matrix`` ``[chain, ...]``
+      after warm-up (gradient runners);
+    * ``to_arviz()``, ``summary()``, ``print_summary()``, ``traces``.
+    """
+
+    def __init__(
+        self,
+        algorithm: str,
+        samples: Samples,
+        stats: dict[str, np.ndarray],
+        *,
+        model: Any,
+        args: tuple,
+        observations: ChoiceMap,
+        latent: tuple,
+        deterministic: tuple,
+        step_size: np.ndarray | None = None,
+        inverse_mass_matrix: np.ndarray | None = None,
+        warmup_divergences: np.ndarray | None = None,
+    ):
+        self.algorithm = algorithm
+        self.samples = samples
+        self.stats = stats
+        self.model = model
+        self.args = args
+        self.observations = observations
+        self.latent_addresses = latent
+        self.deterministic_addresses = deterministic
+        self.step_size = step_size
+        self.inverse_mass_matrix = inverse_mass_matrix
+        self.warmup_divergences = warmup_divergences
+        self._traces = None
+
+    # ----------------------------------------------------------- shapes
+    @property
+    def num_chains(self) -> int:
+        return int(next(iter(self.stats.values())).shape[0])
+
+    @property
+    def num_draws(self) -> int:
+        return int(next(iter(self.stats.values())).shape[1])
+
+    # ------------------------------------------------------ diagnostics
+    @property
+    def diverging(self) -> np.ndarray:
+        """``[chain, draw]``: whether the transition to each draw diverged."""
+        return self.stats["diverging"]
+
+    @property
+    def num_divergences(self) -> int:
+        return int(np.sum(self.stats["diverging"]))
+
+    @property
+    def acceptance_rate(self) -> np.ndarray:
+        return self.stats["acceptance_rate"]
+
+    @property
+    def num_steps(self) -> np.ndarray:
+        return self.stats["n_steps"]
+
+    @property
+    def tree_depth(self) -> np.ndarray | None:
+        return self.stats.get("tree_depth")
+
+    def get_samples(self, group_by_chain: bool = True) -> Samples:
+        """The draws, ``[chain, draw, ...]`` or pooled ``[chain * draw, ...]``."""
+        if group_by_chain:
+            return self.samples
+        return Samples({k: v.reshape((-1, *v.shape[2:])) for k, v in self.samples.items()})
+
+    def summary(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per variable: mean, sd, 5/50/95% quantiles, MCSE, bulk and tail ESS, R-hat."""
+        return summary(self.samples)
+
+    def print_summary(self) -> None:
+        print(self._summary_text())
+
+    def _summary_text(self) -> str:
+        text = format_summary(self.summary())
+        n = self.num_divergences
+        head = f"{self.algorithm}: {self.num_chains} chains x {self.num_draws} draws"
+        if "diverging" in self.stats:
+            head += f", {n} divergent transition{'s' if n != 1 else ''}"
+        return head + "\n" + text
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.samples)
+        return (
+            f"MCMCResult({self.algorithm}, chains={self.num_chains}, draws={self.num_draws}, "
+            f"divergences={self.num_divergences}, samples: {names})"
+        )
+
+    def __str__(self) -> str:
+        return self._summary_text()
+
+    # ---------------------------------------------------------- export
+    def to_arviz(self) -> Any:
+        """An ``arviz.InferenceData``: ``posterior`` (the samples), ``sample_stats``, ``observed_data``."""
+        stats = {k: v for k, v in self.stats.items()}
+        if self.step_size is not None:
+            stats["step_size"] = np.broadcast_to(self.step_size[:, None], self.stats["diverging"].shape)
+        observed = {address_name(a): np.asarray(v) for a, v in self.observations.flat_dict().items()} or None
+        return to_inference_data(
+            self.samples,
+            sample_stats=stats,
+            observed_data=observed,
+            attrs={"inference_library": "ppl", "algorithm": self.algorithm},
+        )
+
+    # ---------------------------------------------------------- traces
+    @property
+    def traces(self) -> Any:
+        """One batched trace per draw (leading axes ``[chain, draw]``), built on first use.
+
+        Each is ``model.generate`` with the observations and the draw's latent
+        choices as constraints, so scores and return values are available.
+        """
+        if self._traces is None:
+            self._traces = _traces(self)
+        return self._traces
+
+    def latent_choices(self) -> ChoiceMap:
+        """The latent draws as a choice map with leading axes ``[chain, draw]``."""
+        return choices({a: self.samples[address_name(a)] for a in self.latent_addresses})
+
+
+def _traces(result: MCMCResult) -> Any:
+    import jax.numpy as jnp
+
+    latent = result.latent_choices()
+    c, d = result.num_chains, result.num_draws
+    flat = latent.map(lambda v: jnp.asarray(v).reshape((c * d, *v.shape[2:])))
+    model, args, obs = result.model, result.args, result.observations
+
+    @jax.jit
+    def build(flat: ChoiceMap, obs: ChoiceMap) -> Any:
+        return jax.vmap(lambda cm: model.generate(jax.random.key(0), obs | cm, args)[0])(flat)
+
+    tr = build(flat, obs)
+    return jax.tree_util.tree_map(lambda x: x.reshape((c, d, *x.shape[1:])), tr)
+
+
+def check_draws(result: MCMCResult) -> None:
+    """Warn about divergences and non-finite draws (never a silent NaN posterior)."""
+    n = result.num_divergences if "diverging" in result.stats else 0
+    if n > 0:
+        per_chain = np.sum(result.stats["diverging"], axis=1).tolist()
+        warnings.warn(
+            f"{result.algorithm}: {n} of {result.num_chains * result.num_draws} transitions after warm-up "
+            f"diverged (per chain: {per_chain}); the draws may be biased. Try target_accept closer to 1 "
+            "(e.g. 0.95), a non-centred parameterisation, or dense_mass=True",
+            DivergenceWarning,
+            stacklevel=3,
+        )
+    bad = [k for k, v in result.samples.items() if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v))]
+    if bad:
+        warnings.warn(
+            f"{result.algorithm}: non-finite draws (NaN or inf) at {', '.join(bad)}; the posterior is not usable",
+            SamplingWarning,
+            stacklevel=3,
+        )

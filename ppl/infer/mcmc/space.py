@@ -1,0 +1,74 @@
+"""Selected continuous choices of a trace as one flat vector in unconstrained space.
+
+Gradient kernels (MALA, HMC, NUTS) move a vector ``z`` in ``R^D``: the
+selected continuous choices ``x`` mapped through ``T^{-1}`` (numpyro's
+``biject_to(support)``, taken as the program runs) and concatenated. The
+target is
+
+    log pi(z) = log p(T(z), rest) + log |det J_T(z)|
+
+(``ppl.unconstrained_log_density``), where ``rest`` are the trace's other
+choices (observations, choices other kernels move), held fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ppl.core import (
+    ChoiceMap,
+    Selection,
+    from_unconstrained,
+    to_unconstrained,
+    unconstrained_log_density,
+)
+
+
+class FlatSpace(NamedTuple):
+    """How a trace's selected choices map to and from a flat vector."""
+
+    addresses: tuple
+    unravel: Callable[[Any], ChoiceMap]
+    size: int
+
+    def fixed(self, trace: Any) -> ChoiceMap:
+        """The choices of ``trace`` that stay fixed (everything not in the space)."""
+        return trace.choices.without(Selection(frozenset(self.addresses)))
+
+    def flatten(self, trace: Any, selection: Selection) -> Any:
+        """The selected choices of ``trace`` as a flat unconstrained vector."""
+        return ravel_pytree(to_unconstrained(trace, selection))[0]
+
+    def log_density(self, gen_fn: Any, args: tuple, fixed: ChoiceMap) -> Callable[[Any], Any]:
+        """``z -> log p(T(z), fixed; args) + log |det J_T(z)|``."""
+
+        def logdensity(z: Any) -> Any:
+            return unconstrained_log_density(gen_fn, self.unravel(z), args, fixed)
+
+        return logdensity
+
+    def to_trace(self, gen_fn: Any, z: Any, args: tuple, fixed: ChoiceMap) -> Any:
+        """The trace with the selected choices at ``T(z)`` and the rest at ``fixed``."""
+        return from_unconstrained(gen_fn, self.unravel(z), args, fixed)[0]
+
+
+def flat_space(trace: Any, selection: Selection) -> FlatSpace:
+    """The flat space of ``trace``'s selected continuous choices.
+
+    Only shapes are computed (``jax.eval_shape``), so this costs nothing at
+    run time. A selection naming a discrete choice raises ``SelectionError``.
+    """
+    shapes = jax.eval_shape(lambda t: to_unconstrained(t, selection), trace)
+    return space_from_shapes(shapes)
+
+
+def space_from_shapes(shapes: ChoiceMap) -> FlatSpace:
+    """A :class:`FlatSpace` from a choice map of shapes (``ShapeDtypeStruct`` values)."""
+    zeros = shapes.map(lambda s: jnp.zeros(s.shape, s.dtype))
+    flat, unravel = ravel_pytree(zeros)
+    return FlatSpace(tuple(shapes.addresses()), unravel, int(flat.size))
