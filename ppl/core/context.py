@@ -127,19 +127,61 @@ def eager() -> Iterator[None]:
         _state.staging = old
 
 
+# ------------------------------------------------------------- element index
+@contextlib.contextmanager
+def element(index: Any, size: int) -> Iterator[None]:
+    """Mark the body of a batched boundary: element ``index`` (traced) of ``size``.
+
+    ``ppl.vmap`` (one entry per batch element) and ``ppl.scan`` (one per time
+    step) push their index while their body is traced, so an interceptor can
+    tell which element of a site it is running for (``ppl.vi`` uses it to
+    substitute a value at a single element of a batched site).
+    """
+    stack = _get("elements")
+    stack.append((index, size))
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def elements() -> tuple:
+    """``((index, size), ...)`` of the enclosing batched boundaries, outermost first."""
+    return tuple(_get("elements"))
+
+
 # ------------------------------------------------------------- additive effects
+def _trace_state() -> Any:
+    from jax.extend.core import get_opaque_trace_state
+
+    return get_opaque_trace_state()
+
+
 class _Frame:
-    __slots__ = ("names", "totals")
+    __slots__ = ("names", "totals", "trace_state")
 
     def __init__(self, names: tuple):
         self.names = names
         self.totals: dict = {}
+        self.trace_state = _trace_state()
 
     def add(self, name: str, value: Any) -> None:
         import jax.numpy as jnp
 
         if name not in self.names:
             raise KeyError(f"effect channel {name!r} is not open (open: {self.names})")
+        if _trace_state() != self.trace_state:
+            from ppl.core.address import format_address
+            from ppl.errors import PPLError
+
+            where = current_path()
+            at = f" (at {format_address(where)})" if where else ""
+            raise PPLError(
+                f"a random choice{at} reported its {name!r} effect from inside a JAX transformation "
+                "(jax.vmap, jax.lax.scan/map/cond, jax.jit, ...) that ppl cannot see, so the value would "
+                "escape it. Batch or loop over random choices with ppl's boundaries instead: ppl.vmap / "
+                "ppl.scan / ppl.cond inside models, ppl.vi.vmap / ppl.vi.scan inside objectives."
+            )
         value = jnp.sum(value)
         self.totals[name] = self.totals[name] + value if name in self.totals else value
 

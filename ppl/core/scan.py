@@ -98,11 +98,12 @@ class Scan(GenerativeFunction):
         """``lax.scan`` of ``step(carry, *slices) -> (carry, out)``, effects forwarded."""
 
         def body(c: Any, xs: tuple) -> Any:
-            (c2, out), totals = context.run_collecting(step, c, *xs)
+            with context.element(xs[0], n):
+                (c2, out), totals = context.run_collecting(step, c, *xs[1:])
             return c2, (out, totals)
 
         try:
-            final, (out, totals) = jax.lax.scan(body, carry, seqs, length=n)
+            final, (out, totals) = jax.lax.scan(body, carry, (jnp.arange(n), *seqs), length=n)
         except TypeError as e:
             if "carry" in str(e):
                 raise CombinatorError(

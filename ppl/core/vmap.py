@@ -123,12 +123,14 @@ class Vmap(GenerativeFunction):
     def _vmap(self, fn: Any, args: tuple, *batched: Any) -> Any:
         """``jax.vmap(fn)(*batched, *args)``, forwarding effects out of the batch."""
         axes = self._axes(args)
+        n = self.batch_size(args)
 
-        def body(*xs: Any) -> Any:
+        def body(index: Any, *xs: Any) -> Any:
             nb = len(batched)
-            return context.run_collecting(fn, *xs[:nb], xs[nb:])
+            with context.element(index, n):
+                return context.run_collecting(fn, *xs[:nb], xs[nb:])
 
-        out, totals = jax.vmap(body, in_axes=(0,) * len(batched) + axes)(*batched, *args)
+        out, totals = jax.vmap(body, in_axes=(0,) * (len(batched) + 1) + axes)(jnp.arange(n), *batched, *args)
         context.reemit(totals)
         return out
 
