@@ -93,3 +93,7 @@ class NonFiniteObjectiveError(FitError):
 
 class DegenerateWeightsError(InferenceError):
     """Every particle's importance weight is ``-inf`` or NaN: no particle is consistent with the data."""
+
+
+class EstimatorError(PPLError):
+    """A gradient estimator cannot be used for a choice (``ppl.vi``), or an objective is malformed."""

@@ -1,1 +1,35 @@
 """Programmable variational inference: objectives as programs, gradient estimators by transformation."""
+
+# Re-exports in two sections (each owner keeps theirs); the sections are not one sorted block.
+# ruff: noqa: F401, I001
+
+# --- expectations, gradient estimators, marginals, objectives ---
+from ppl.vi.estimators import (
+    RunningMean,
+    RunningMeanState,
+    enum,
+    mvd,
+    reinforce,
+    reparam,
+    running_mean,
+)
+from ppl.vi.expectation import Expectation, expectation, scan, subtract_baseline, vmap
+from ppl.vi.marginal import Marginal, Normalized, marginal, normalize
+from ppl.vi.objectives import (
+    diwhvi,
+    elbo,
+    fivo,
+    hvi,
+    iwae,
+    iwhvi,
+    leave_one_out_baselines,
+    log_density,
+    log_mean_exp,
+    log_weight,
+    renyi,
+    rws,
+    vimco,
+    vsmc,
+)
+
+# --- guides and training ---

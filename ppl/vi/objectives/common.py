@@ -1,0 +1,74 @@
+"""Building blocks shared by the objectives (public: users write objectives with them).
+
+* :func:`log_density` -- ``log p(choices; args)`` of a complete set of choices,
+  through ``generate`` so that generative functions whose density is itself
+  estimated by sampling (:func:`ppl.vi.marginal`) work too, with clear
+  errors when a guide's choices and a model's latents disagree;
+* :func:`log_weight` -- one importance weight ``log p(x, z) - log q(z)``
+  with ``z ~ q``: the integrand of the ELBO and of every multi-sample bound;
+* :func:`log_mean_exp` -- ``log (1/K) sum_k exp(l_k)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+from jax.scipy.special import logsumexp
+
+from ppl.core.address import format_address
+from ppl.core.choicemap import ChoiceMap, as_choicemap
+from ppl.core.generative_function import GenerativeFunction
+from ppl.errors import GuideError, UnvisitedConstraintError
+
+
+def log_density(key: Any, gen_fn: GenerativeFunction, choices: Any, args: tuple) -> tuple[Any, Any]:
+    """``(log p(choices; args), retval)`` for choices that fix every random choice of ``gen_fn``.
+
+    Uses ``gen_fn.generate`` (its weight is the log density when every
+    choice is given); ``key`` only matters for a generative function that
+    estimates its density by sampling, whose weight is then the log of an
+    unbiased estimate (a lower bound on ``log p`` in expectation).
+    Raises :class:`~ppl.errors.GuideError` naming the address when a choice
+    is given that ``gen_fn`` does not make, or one it makes is missing.
+    """
+    choices = as_choicemap(choices)
+    try:
+        trace, weight = gen_fn.generate(key, choices, args)
+    except UnvisitedConstraintError as e:
+        raise GuideError(
+            f"{gen_fn.name} was given choices it does not make (a guide samples an address the model lacks, "
+            f"or an observation is misnamed): {e}"
+        ) from None
+    missing = [a for a in trace.choices.addresses() if a not in choices]
+    if missing:
+        names = ", ".join(format_address(a) for a in missing[:8])
+        raise GuideError(
+            f"{gen_fn.name} makes the choice(s) {names}, which are neither observed nor sampled by the guide; "
+            "a guide must sample every latent choice of the model (or observe it)"
+        )
+    return weight, trace.retval
+
+
+def log_weight(
+    key: Any,
+    model: GenerativeFunction,
+    guide: GenerativeFunction,
+    observations: ChoiceMap,
+    model_args: tuple,
+    guide_args: tuple,
+) -> Any:
+    """``log p(x, z; model_args) - log q(z; guide_args)`` with ``z ~ q``: one importance weight."""
+    k_guide, k_model = jax.random.split(key)
+    q = guide.simulate(k_guide, guide_args)
+    log_p, _ = log_density(k_model, model, q.choices | observations, model_args)
+    return log_p - q.score
+
+
+def log_mean_exp(log_values: Any, axis: int = 0) -> Any:
+    """``log((1/K) sum_k exp(l_k))`` along ``axis``, computed stably."""
+    return logsumexp(log_values, axis=axis) - math.log(log_values.shape[axis])
+
+
+__all__ = ["log_density", "log_mean_exp", "log_weight"]

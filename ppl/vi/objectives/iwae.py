@@ -1,0 +1,42 @@
+"""The importance-weighted bound (IWAE; Burda et al., 2016).
+
+    L_K = E[ log (1/K) sum_k p(x, z_k) / q(z_k) ],  z_1..z_K ~ q independently.
+
+``L_1`` is the ELBO, ``L_K <= L_{K+1} <= log p(x)`` and ``L_K -> log p(x)``
+as ``K`` grows: the average of ``K`` weights is an unbiased estimate of
+``p(x)``, and the log of an unbiased estimate is a lower bound (Jensen)
+whose gap shrinks with the estimate's variance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from ppl.core.choicemap import as_choicemap
+from ppl.core.generative_function import GenerativeFunction
+from ppl.errors import EstimatorError
+from ppl.vi.expectation import Expectation, expectation, vmap
+from ppl.vi.objectives.common import log_mean_exp, log_weight
+
+
+def check_particles(particles: Any, what: str) -> int:
+    if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
+        raise EstimatorError(f"{what}: particles must be a positive int (a static number of samples), got {particles!r}")
+    return particles
+
+
+def iwae(model: GenerativeFunction, guide: GenerativeFunction, observations: Any = None, *, particles: int) -> Expectation:
+    """IWAE bound with ``particles`` samples, an :class:`~ppl.vi.Expectation` over ``(model_args, guide_args)``."""
+    obs = as_choicemap(observations)
+    k = check_particles(particles, "ppl.vi.iwae")
+
+    def iwae(key: Any, model_args: tuple, guide_args: tuple) -> Any:
+        one = lambda key: log_weight(key, model, guide, obs, model_args, guide_args)  # noqa: E731
+        return log_mean_exp(vmap(one)(jax.random.split(key, k)))
+
+    return expectation(iwae)
+
+
+__all__ = ["iwae"]
