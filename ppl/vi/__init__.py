@@ -33,3 +33,21 @@ from ppl.vi.objectives import (
 )
 
 # --- guides and training ---
+from ppl.vi.checkpoint import load_checkpoint, save_checkpoint
+from ppl.vi.fit import FitResult, FitState, fit
+from ppl.vi.guides import (
+    AutoDelta,
+    AutoGuide,
+    AutoLaplace,
+    AutoLowRankMultivariateNormal,
+    AutoMultivariateNormal,
+    AutoNormal,
+    auto_delta,
+    auto_laplace,
+    auto_low_rank_multivariate_normal,
+    auto_multivariate_normal,
+    auto_normal,
+    check_guide,
+)
+from ppl.vi.minibatch import Minibatch
+from ppl.vi.posterior import posterior_predictive, sample_posterior, to_arviz
