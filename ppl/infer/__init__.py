@@ -8,7 +8,13 @@ predictive distributions. Algorithms use models only through the GFI.
 from ppl.infer import resampling as resampling
 from ppl.infer.importance import NoLatentChoicesWarning as NoLatentChoicesWarning
 from ppl.infer.importance import importance as importance
+from ppl.infer.particle_filter import FilterHistory as FilterHistory
+from ppl.infer.particle_filter import particle_filter as particle_filter
 from ppl.infer.particles import ParticleCollection as ParticleCollection
+from ppl.infer.smc import smc as smc
+from ppl.infer.tempering import TemperingInfo as TemperingInfo
+from ppl.infer.tempering import tempered as tempered
+from ppl.infer.tempering import tempered_smc as tempered_smc
 
 # --- MCMC (kernels, runners, predictive) ---
 from ppl.infer import kernels as kernels
