@@ -211,11 +211,11 @@ class RerunRule(NamedTuple):
 
 def _finite_support(addr: tuple, base: Distribution, what: str) -> Any:
     if not is_discrete(base) or not base.has_enumerate_support:
-        kind = "continuous" if not is_discrete(base) else "infinite"
+        kind = "a continuous" if not is_discrete(base) else "an infinite"
         raise EstimatorError(
-            f"ppl.vi.{what} at {format_address(addr)}: {describe(base)} has a {kind} support, which cannot be "
+            f"ppl.vi.{what} at {format_address(addr)}: {describe(base)} has {kind} support, which cannot be "
             f"{'enumerated' if what == ENUM else 'handled by re-running each value'}; use ppl.vi.reinforce"
-            + (" or ppl.vi.reparam" if not is_discrete(base) else "")
+            + (" or ppl.vi.reparam" if kind == "a continuous" else "")
             + " for this choice"
         )
     if tuple(base.event_shape) != ():
