@@ -1,0 +1,65 @@
+"""Every posteriordb posterior in tests/data/posteriordb, sampled with ppl.infer.nuts.
+
+The check is the one the folder's README prescribes: with ``ESS_hat`` the
+effective sample size of our draws for the mean (arviz, method="mean"),
+
+    z_mean = (mean_hat - mean_ref) / sqrt(mcse_mean_ref^2 + sd_ref^2 / ESS_hat)
+    z_sd   = (sd_hat - sd_ref) / sqrt(mcse_sd_ref^2 + mcse_sd_hat^2)
+
+and every parameter must have |z_mean| <= 4 and |z_sd| <= 4 (for a correct
+sampler the z-scores are about standard normal: |z| > 4 almost never
+happens by chance); R-hat must be <= 1.01. 4 chains x (1000 warm-up + 1000
+draws), NumPyro/Stan defaults except where the README says posteriordb
+needed more (diamonds: dense mass matrix; gp_pois_regr: target_accept 0.99).
+
+Precision: float32, except gp_pois_regr, whose Stan program adds a jitter of
+1e-10 to a nearly singular 11 x 11 covariance before its Cholesky factor:
+that needs float64 (``jax.enable_x64`` for that test only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import arviz as az
+import jax
+import numpy as np
+import pytest
+
+import ppl
+from tests.infer import posteriordb_models as P
+
+FLOAT64 = {"gp_pois_regr-gp_pois_regr"}
+
+
+def z_scores(x: np.ndarray, ref: dict) -> tuple[float, float]:
+    """README's z-scores of the pooled mean and sd of draws ``x`` shaped (chain, draw)."""
+    ess = float(az.ess(x, method="mean"))
+    z_mean = (x.mean() - ref["mean"]) / np.sqrt(ref["mcse_mean"] ** 2 + ref["sd"] ** 2 / ess)
+    mcse_sd = float(az.mcse(x, method="sd"))
+    z_sd = (x.std(ddof=1) - ref["sd"]) / np.sqrt(ref["mcse_sd"] ** 2 + mcse_sd**2)
+    return float(z_mean), float(z_sd)
+
+
+@pytest.mark.parametrize("name", P.NAMES)
+def test_posteriordb_nuts_matches_reference(name: str) -> None:
+    precision = jax.enable_x64(True) if name in FLOAT64 else contextlib.nullcontext()
+    with precision:
+        model, args, observations, options = P.setup(name)
+        _, ref = P.load(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ppl.infer.DivergenceWarning)  # counted and checked below
+            result = ppl.infer.nuts(jax.random.key(0), model, args, observations, progress_bar=False, **options)
+    draws = P.reference_draws(result.samples, ref)
+    assert set(draws) == set(ref["parameters"])
+    failures = []
+    for pname, x in draws.items():
+        assert x.shape == (4, 1000), pname
+        z_mean, z_sd = z_scores(x, ref["parameters"][pname])
+        rhat = float(az.rhat(x))
+        if abs(z_mean) > 4 or abs(z_sd) > 4 or rhat > 1.01:
+            failures.append(f"{pname}: z_mean={z_mean:.2f} z_sd={z_sd:.2f} rhat={rhat:.4f}")
+    assert not failures, f"{name}: " + "; ".join(failures)
+    # A correct sampler on these posteriors diverges rarely if at all (eight schools: a few at 0.8).
+    assert result.num_divergences <= 10, f"{name}: {result.num_divergences} divergent transitions"
