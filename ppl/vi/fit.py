@@ -241,6 +241,24 @@ def _floats_to_arrays(tree: Any) -> Any:
     return jax.tree_util.tree_map(conv, tree)
 
 
+def _filter_spec(trainable: Any, init: tuple) -> Any:
+    """``trainable`` (bools / predicates, a prefix of ``init``) combined with "is a float array"."""
+
+    def leaf(f: Any) -> Any:
+        if isinstance(f, bool):
+            return eqx.is_inexact_array if f else False
+        if callable(f):
+            return lambda x: eqx.is_inexact_array(x) and bool(f(x))
+        raise FitError(f"trainable must hold bools or predicates (as equinox's filter_spec), got {type(f).__name__}")
+
+    spec = jax.tree_util.tree_map(leaf, trainable, is_leaf=lambda x: isinstance(x, bool) or callable(x))
+    try:
+        jax.tree_util.tree_structure(spec).flatten_up_to(init) if jax.tree_util.tree_leaves(spec) else None
+    except (ValueError, TypeError) as e:
+        raise FitError(f"trainable must be a pytree prefix of init (e.g. (False, True)): {e}") from None
+    return spec
+
+
 def _same_key(a: Any, b: Any) -> bool:
     def data(k: Any) -> np.ndarray:
         return np.asarray(jax.random.key_data(k) if jax.dtypes.issubdtype(k.dtype, jax.dtypes.prng_key) else k)
@@ -316,6 +334,7 @@ def fit(
     batch_size: int | None = None,
     batch_fn: Callable[[Any, Minibatch], tuple] | None = None,
     data_size: int | None = None,
+    trainable: Any = True,
     chunk_size: int = 100,
     callbacks: Sequence[Callable[[FitState], Any]] = (),
     checkpoint: str | os.PathLike | None = None,
@@ -338,6 +357,10 @@ def fit(
         batches.
       batch_fn: ``batch_fn(params, batch) -> args``; required with ``data``.
       data_size: for an iterator, the data set size ``N`` (sets ``batch.scale``).
+      trainable: which float leaves of ``init`` to train: a pytree prefix of
+        ``init`` of bools (or predicates on leaves), as equinox's
+        ``filter_spec``; e.g. ``(False, True)`` trains the guide's arguments
+        and freezes float data among the model's. Default: every float leaf.
       chunk_size: steps per compiled chunk (progress, callbacks, checkpoints
         happen between chunks).
       callbacks: called after each chunk with a :class:`FitState`; a
@@ -383,7 +406,7 @@ def fit(
                 "and batch.scale = N / B the factor for its likelihood (ppl.scale)"
             )
         if isinstance(data, collections.abc.Iterator):
-            mode, iterator = "iterator", data
+            mode, iterator, data = "iterator", data, None
             if batch_size is not None:
                 raise FitError("batch_size is for array data; an iterator's batches come with their own size")
         else:
@@ -395,9 +418,9 @@ def fit(
     spec = _Spec(objective, optimizer, batch_fn, mode, size, batch_size or 0, data_size)
 
     init = _floats_to_arrays(init)
-    trainable, static = eqx.partition(init, eqx.is_inexact_array)
+    trainable, static = eqx.partition(init, _filter_spec(trainable, init))
     if not jax.tree_util.tree_leaves(trainable):
-        raise FitError("init has no float arrays to train (every leaf is an int, a function or static)")
+        raise FitError("init has no float arrays to train (every leaf is an int, a function, static or frozen)")
     opt_state = optimizer.init(trainable)
     history = np.zeros((0,), np.float64)
     step = 0
