@@ -462,10 +462,7 @@ def _axes(in_axes: Any, n_args: int) -> tuple:
 
 def _size(args: tuple, axes: tuple, axis_size: int | None) -> int:
     sizes = {
-        jnp.shape(leaf)[ax]
-        for a, ax in zip(args, axes)
-        if ax is not None
-        for leaf in jax.tree_util.tree_leaves(a)
+        jnp.shape(leaf)[ax] for a, ax in zip(args, axes) if ax is not None for leaf in jax.tree_util.tree_leaves(a)
     }
     if axis_size is not None:
         sizes.add(axis_size)

@@ -177,7 +177,9 @@ class Marginal(GenerativeFunction):
         return EstimatedTrace(self, args, retval, weight, constraints), weight
 
     def _assess(self, choices: ChoiceMap, args: tuple) -> Any:
-        raise _no_method(self, "assess", "use generate(key, choices, args), whose weight is the log of an unbiased estimate")
+        raise _no_method(
+            self, "assess", "use generate(key, choices, args), whose weight is the log of an unbiased estimate"
+        )
 
     def _update(self, *a: Any) -> Any:
         raise _no_method(self, "update", "marginals are for objectives (simulate/generate), not MCMC")
@@ -202,14 +204,18 @@ def marginal(
     if not isinstance(gen_fn, GenerativeFunction):
         raise PPLError(f"ppl.vi.marginal needs a generative function, got {type(gen_fn).__name__}")
     if proposal is not None and not isinstance(proposal, GenerativeFunction):
-        raise PPLError(f"ppl.vi.marginal: proposal must be a generative function or None, got {type(proposal).__name__}")
+        raise PPLError(
+            f"ppl.vi.marginal: proposal must be a generative function or None, got {type(proposal).__name__}"
+        )
     return Marginal(gen_fn, as_selection(aux), proposal, _check_particles(particles, 0, "ppl.vi.marginal"))
 
 
 class Normalized(GenerativeFunction):
     """Sampling importance resampling from ``p(z | observations)`` (see module docstring)."""
 
-    def __init__(self, model: GenerativeFunction, observations: ChoiceMap, proposal: GenerativeFunction, particles: int):
+    def __init__(
+        self, model: GenerativeFunction, observations: ChoiceMap, proposal: GenerativeFunction, particles: int
+    ):
         self.model = model
         self.observations = observations
         self.proposal = proposal

@@ -23,11 +23,15 @@ from ppl.vi.objectives.common import log_mean_exp, log_weight
 
 def check_particles(particles: Any, what: str) -> int:
     if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
-        raise EstimatorError(f"{what}: particles must be a positive int (a static number of samples), got {particles!r}")
+        raise EstimatorError(
+            f"{what}: particles must be a positive int (a static number of samples), got {particles!r}"
+        )
     return particles
 
 
-def iwae(model: GenerativeFunction, guide: GenerativeFunction, observations: Any = None, *, particles: int) -> Expectation:
+def iwae(
+    model: GenerativeFunction, guide: GenerativeFunction, observations: Any = None, *, particles: int
+) -> Expectation:
     """IWAE bound with ``particles`` samples, an :class:`~ppl.vi.Expectation` over ``(model_args, guide_args)``."""
     obs = as_choicemap(observations)
     k = check_particles(particles, "ppl.vi.iwae")

@@ -39,7 +39,9 @@ def leave_one_out_baselines(log_weights: Any) -> Any:
     return logsumexp(replaced, axis=1) - jnp.log(k)
 
 
-def vimco(model: GenerativeFunction, guide: GenerativeFunction, observations: Any = None, *, particles: int) -> Expectation:
+def vimco(
+    model: GenerativeFunction, guide: GenerativeFunction, observations: Any = None, *, particles: int
+) -> Expectation:
     """VIMCO: IWAE bound, per-particle leave-one-out baselines; over ``(model_args, guide_args)``."""
     obs = as_choicemap(observations)
     k = check_particles(particles, "ppl.vi.vimco")

@@ -1,0 +1,218 @@
+"""The expectation transformation's mechanics: composition, argument handling, errors.
+
+Statistical checks: mean of many estimates within Z = 5 standard errors
+(``se = sd / sqrt(n)``) of the exact value, as in test_estimators.py.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from ppl import dist
+from ppl.errors import EstimatorError, NotADistributionError, PPLError
+
+Z = 5.0
+
+
+def assert_unbiased(samples, exact, what=""):
+    samples = np.asarray(samples, dtype=np.float64)
+    exact = np.asarray(exact, dtype=np.float64)
+    mean = samples.mean(axis=0)
+    se = samples.std(axis=0, ddof=1) / np.sqrt(samples.shape[0])
+    tol = Z * se + 1e-5 * (1.0 + np.abs(exact))  # Z standard errors of the mean
+    assert np.all(np.abs(mean - exact) <= tol), f"{what}: mean {mean} vs exact {exact} (se {se})"
+
+
+def many(fn, n, seed):
+    return jax.jit(jax.vmap(fn))(jax.random.split(jax.random.key(seed), n))
+
+
+@ppl.gen
+def coin(p):
+    return dist.Bernoulli(p) @ "z"
+
+
+def test_value_and_grad_agree_with_estimate_and_jax_grad_of_estimate():
+    e = ppl.vi.expectation(lambda key, p: 2.0 * coin.simulate(key, (p,)).retval)
+    key = jax.random.key(0)
+    value, (grad,) = e.value_and_grad_estimate(key, 0.3)
+    assert float(value) == pytest.approx(float(e.estimate(key, 0.3)))
+    # the estimate is a surrogate: its JAX gradient is the gradient estimate
+    assert float(jax.grad(e.estimate, argnums=1)(key, 0.3)) == pytest.approx(float(grad))
+    assert float(e.grad_estimate(key, 0.3)[0]) == pytest.approx(float(grad))
+    # and everything composes with the user's jit
+    jitted = jax.jit(e.value_and_grad_estimate)(key, 0.3)
+    assert float(jitted[0]) == pytest.approx(float(value))
+
+
+def test_a_generative_function_is_an_expectation_of_its_return_value():
+    e = ppl.vi.expectation(coin)
+    _, (grad,) = many(lambda k: e.value_and_grad_estimate(k, 0.3), 4000, 1)
+    assert_unbiased(grad, 1.0, "d/dp E[z]")
+
+
+def test_nested_expectations_compose():
+    inner = ppl.vi.expectation(lambda key, p: 2.0 * coin.simulate(key, (p,)).retval)
+
+    def outer(key, p):
+        k1, k2 = jax.random.split(key)
+        return inner.estimate(k1, p) ** 2 + inner.estimate(k2, p)
+
+    e = ppl.vi.expectation(outer)
+    # E[(2 z)^2 + 2 z'] = 4 p + 2 p: the inner estimates are choices of the outer program
+    _, (grad,) = many(lambda k: e.value_and_grad_estimate(k, 0.3), 6000, 2)
+    assert_unbiased(grad, 6.0, "nested")
+
+
+def test_gradients_follow_the_structure_of_pytree_and_equinox_arguments():
+    class Params(eqx.Module):
+        w: jax.Array
+        n: int
+        act: object
+
+    @ppl.gen
+    def program(params, extra):
+        x = dist.Normal(params.w, 1.0) @ "x"
+        return jnp.sum(params.act(x)) * params.n + extra["a"] * jnp.sum(extra["i"])
+
+    e = ppl.vi.expectation(program)
+    params = Params(jnp.array([0.5, 1.0]), 3, jnp.tanh)
+    (g_params, g_extra) = e.grad_estimate(jax.random.key(0), params, {"a": 1.5, "i": jnp.arange(3)})
+    assert isinstance(g_params, Params) and g_params.w.shape == (2,)
+    assert g_params.n is None and g_params.act is None  # non-float leaves get None
+    assert float(g_extra["a"]) == pytest.approx(3.0) and g_extra["i"] is None
+
+
+def test_particles_helper_and_scan_helper_transform_choices():
+    # IWAE-like objective with a REINFORCE choice per particle, and an SMC-like scan
+    def program(key, p):
+        k1, k2 = jax.random.split(key)
+        zs = ppl.vi.vmap(lambda k: coin.simulate(k, (p,)).retval)(jax.random.split(k1, 4))
+
+        def step(total, k):
+            return total + coin.simulate(k, (p,)).retval, None
+
+        total, _ = ppl.vi.scan(step, jnp.zeros((), jnp.int32), jax.random.split(k2, 3))
+        return jnp.sum(zs) * total
+
+    e = ppl.vi.expectation(program)
+    # E[S4 * S3] = 4p * 3p (independent sums): d/dp = 24 p
+    _, (grad,) = many(lambda k: e.value_and_grad_estimate(k, 0.3), 6000, 3)
+    assert_unbiased(grad, 24 * 0.3, "vmap+scan")
+
+
+def test_enumeration_inside_the_particles_helper_and_in_cond_branches():
+    @ppl.gen
+    def branchy(p, q):
+        z = ppl.vi.enum(dist.Bernoulli(p)) @ "z"
+        return ppl.cond(z == 1, coin_enum, coin_plain)(q) @ "b"
+
+    @ppl.gen
+    def coin_enum(q):
+        return (ppl.vi.enum(dist.Bernoulli(q)) @ "w").astype(jnp.float32) * 2.0
+
+    @ppl.gen
+    def coin_plain(q):
+        return (dist.Bernoulli(q) @ "w").astype(jnp.float32)
+
+    def program(key, p, q):
+        return jnp.sum(ppl.vi.vmap(lambda k: branchy.simulate(k, (p, q)).retval)(jax.random.split(key, 2)))
+
+    e = ppl.vi.expectation(program)
+
+    # E = 2 (p * 2q + (1 - p) q) = 2 q (1 + p)
+    def exact(p, q):
+        return 2.0 * q * (1.0 + p)
+
+    value, grads = many(lambda k: e.value_and_grad_estimate(k, 0.3, 0.6), 4000, 4)
+    assert_unbiased(value, exact(0.3, 0.6), "value")
+    assert_unbiased(np.stack(grads, -1), jax.grad(exact, argnums=(0, 1))(0.3, 0.6), "gradient")
+
+
+def test_per_particle_baselines_keep_the_gradient_unbiased():
+    def program(key, p):
+        zs, scores = ppl.vi.vmap(lambda k: coin.simulate(k, (p,)).retval, scores=True)(jax.random.split(key, 3))
+        zs = zs.astype(jnp.float32)
+        f = jnp.sum(zs) + 5.0
+        # leave-one-out baseline: depends only on the other particles
+        ppl.vi.subtract_baseline(scores, f - zs - 0.3)
+        return f
+
+    e = ppl.vi.expectation(program)
+    _, (grad,) = many(lambda k: e.value_and_grad_estimate(k, 0.3), 4000, 5)
+    assert_unbiased(grad, 3.0, "loo")
+
+
+# ------------------------------------------------------------------- errors
+def test_reparameterising_a_discrete_choice_names_the_address():
+    @ppl.gen
+    def program():
+        return ppl.vi.reparam(dist.Bernoulli(0.3)) @ ("layer", "z")
+
+    with pytest.raises(EstimatorError, match=r"\('layer', 'z'\).*discrete"):
+        ppl.vi.expectation(program).grad_estimate(jax.random.key(0))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ppl.vi.enum(dist.Poisson(2.0)), "'n'.*infinite support"),
+        (lambda: ppl.vi.enum(dist.Normal(0.0, 1.0)), "'n'.*continuous support"),
+        (lambda: ppl.vi.enum(dist.Categorical(logits=jnp.zeros((2, 3))).to_event(1)), "'n'.*event shape"),
+        (lambda: ppl.vi.mvd(dist.Gamma(2.0, 1.0)), "'n'.*measure-valued derivative"),
+        (lambda: ppl.vi.reparam(dist.Poisson(2.0)), "'n'.*discrete"),
+    ],
+    ids=["enum-poisson", "enum-normal", "enum-event", "mvd-gamma", "reparam-poisson"],
+)
+def test_unsupported_estimator_choices_are_named(make, message):
+    @ppl.gen
+    def program():
+        return jnp.sum(make() @ "n")
+
+    with pytest.raises(EstimatorError, match=message):
+        ppl.vi.expectation(program).estimate(jax.random.key(0))
+
+
+def test_non_scalar_program_and_bad_tags_are_rejected():
+    with pytest.raises(EstimatorError, match=r"shape \(3,\).*scalar"):
+        ppl.vi.expectation(lambda key: jnp.ones(3)).estimate(jax.random.key(0))
+    with pytest.raises(NotADistributionError, match="reinforce"):
+        ppl.vi.reinforce(coin)
+    with pytest.raises(TypeError, match="key"):
+        ppl.vi.expectation(coin).estimate(None, 0.3)
+
+    @ppl.gen
+    def bad_baseline(p):
+        return ppl.vi.reinforce(dist.Bernoulli(jnp.full(3, p)), baseline=jnp.ones(2)) @ "z"
+
+    with pytest.raises(EstimatorError, match="baseline given at 'z'"):
+        ppl.vi.expectation(lambda k, p: jnp.sum(bad_baseline.simulate(k, (p,)).retval)).estimate(jax.random.key(0), 0.3)
+
+
+def test_a_plain_jax_vmap_around_sampling_code_fails_loudly():
+    def program(key, p):
+        return jnp.sum(jax.vmap(lambda k: coin.simulate(k, (p,)).retval)(jax.random.split(key, 3)))
+
+    with pytest.raises(PPLError, match=r"ppl.vi.vmap"):
+        ppl.vi.expectation(program).grad_estimate(jax.random.key(0), 0.3)
+
+
+def test_tagged_distributions_behave_like_their_base_outside_vi():
+    d = ppl.vi.reinforce(dist.Normal(1.0, 2.0), baseline=0.5)
+    assert d.batch_shape == () and d.support is dist.Normal(1.0, 2.0).support
+    assert float(d.log_prob(0.3)) == pytest.approx(float(dist.Normal(1.0, 2.0).log_prob(0.3)))
+    assert float(d.mean) == 1.0 and d.has_rsample
+    leaves, treedef = jax.tree_util.tree_flatten(d)
+    assert type(jax.tree_util.tree_unflatten(treedef, leaves)) is type(d)
+
+    @ppl.gen
+    def model():
+        return ppl.vi.enum(dist.Bernoulli(0.5)) @ "z"
+
+    tr = model.simulate(jax.random.key(0))
+    assert float(tr.score) == pytest.approx(float(np.log(0.5)))
