@@ -9,77 +9,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import special, stats
+from scipy import stats
 
 import ppl
 from ppl import dist
 from ppl.errors import DegenerateWeightsError, InferenceError, UnvisitedConstraintError
-
-# ----------------------------------------------------------------- conjugate models
-
-Y_NORMAL = np.array([0.9, 1.8, 1.2, 0.4, 1.5], np.float32)
-M0, S0, S = 0.0, 1.0, 0.8  # mu ~ N(M0, S0), y_i ~ N(mu, S)
-
-
-@ppl.gen
-def normal_normal():
-    mu = dist.Normal(M0, S0) @ "mu"
-    dist.Normal(mu * jnp.ones(len(Y_NORMAL)), S) @ "y"
-
-
-def normal_normal_exact() -> tuple[float, float, float]:
-    n = len(Y_NORMAL)
-    prec = 1 / S0**2 + n / S**2
-    mean = (M0 / S0**2 + Y_NORMAL.sum() / S**2) / prec
-    cov = S**2 * np.eye(n) + S0**2 * np.ones((n, n))
-    logz = stats.multivariate_normal(M0 * np.ones(n), cov).logpdf(Y_NORMAL)
-    return mean, 1 / prec, logz
-
-
-A, B, N_TRIALS, K = 2.0, 3.0, 20, 7  # p ~ Beta(A, B), k ~ Binomial(N_TRIALS, p)
-
-
-@ppl.gen
-def beta_binomial():
-    p = dist.Beta(A, B) @ "p"
-    dist.Binomial(N_TRIALS, p) @ "k"
-
-
-def beta_binomial_exact() -> tuple[float, float, float]:
-    a, b = A + K, B + N_TRIALS - K
-    mean = a / (a + b)
-    var = a * b / ((a + b) ** 2 * (a + b + 1))
-    logz = math.log(special.comb(N_TRIALS, K)) + special.betaln(a, b) - special.betaln(A, B)
-    return mean, var, logz
-
-
-ALPHA, RATE = 3.0, 1.0  # lam ~ Gamma(ALPHA, RATE), y_i ~ Poisson(lam)
-Y_POISSON = np.array([2, 4, 3, 5, 1])
-
-
-@ppl.gen
-def gamma_poisson():
-    lam = dist.Gamma(ALPHA, RATE) @ "lam"
-    dist.Poisson(lam * jnp.ones(len(Y_POISSON))) @ "y"
-
-
-def gamma_poisson_exact() -> tuple[float, float, float]:
-    a, r = ALPHA + Y_POISSON.sum(), RATE + len(Y_POISSON)
-    logz = (
-        ALPHA * math.log(RATE)
-        - special.gammaln(ALPHA)
-        + special.gammaln(a)
-        - a * math.log(r)
-        - special.gammaln(Y_POISSON + 1).sum()
-    )
-    return a / r, a / r**2, logz
-
-
-CONJUGATE = {
-    "normal-normal": (normal_normal, {"y": Y_NORMAL}, "mu", normal_normal_exact),
-    "beta-binomial": (beta_binomial, {"k": K}, "p", beta_binomial_exact),
-    "gamma-poisson": (gamma_poisson, {"y": Y_POISSON}, "lam", gamma_poisson_exact),
-}
+from tests.infer.smc_testing import (
+    CONJUGATE,
+    Y_NORMAL,
+    beta_binomial,
+    normal_normal,
+    normal_normal_exact,
+)
 
 
 def check_against_exact(pc: ppl.infer.ParticleCollection, addr: str, exact: tuple[float, float, float]) -> None:
@@ -112,9 +53,9 @@ def data_driven_proposal(obs):
 
 
 def test_proposal_importance_is_unbiased_and_more_efficient() -> None:
-    prior = ppl.infer.importance(jax.random.key(1), normal_normal, (), {"y": Y_NORMAL}, particles=4000)
+    prior = ppl.infer.importance(jax.random.key(1), normal_normal, (), {"y": Y_NORMAL}, particles=20_000)
     pc = ppl.infer.importance(
-        jax.random.key(1), normal_normal, (), {"y": Y_NORMAL}, particles=4000, proposal=data_driven_proposal
+        jax.random.key(1), normal_normal, (), {"y": Y_NORMAL}, particles=20_000, proposal=data_driven_proposal
     )
     check_against_exact(pc, "mu", normal_normal_exact())
     assert float(pc.ess) > float(prior.ess)  # a proposal near the posterior beats the prior

@@ -1,0 +1,182 @@
+"""Particle filter on a linear Gaussian state-space model, checked against the exact Kalman filter.
+
+Monte Carlo standard errors come from independent replicate runs (vmapped over
+keys, ``R`` of them): the replicate mean of an estimate has standard error
+``sd / sqrt(R)``. ``log Z_hat`` is biased low by about ``Var(log Z_hat) / 2``
+(Jensen; Pitt et al. 2012), so the check adds that back before comparing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from ppl import dist
+from ppl.errors import DegenerateWeightsError, InferenceError, UnvisitedConstraintError
+from tests.infer.smc_testing import T, kalman, lg_model, lg_step, locally_optimal, prior_mh, simulate_lg
+
+YS = simulate_lg(0)
+OBS = {"steps": {"y": jnp.asarray(YS)}}
+LOGZ, MEANS, VARS = kalman(YS)
+R_REPS, N = 16, 400
+MH_X = prior_mh(ppl.select("x"))
+
+
+def replicates(model, args, obs, **options) -> dict:
+    """``R_REPS`` independent filters in one compiled program: log Z and filtering moments."""
+
+    def one(key):
+        pc = ppl.infer.particle_filter(key, model, args, obs, particles=N, **options)
+        addr = ("steps", "x") if not isinstance(model, ppl.core.Scan) else "x"
+        h = pc.info
+        return {
+            "logz": pc.log_marginal_likelihood(),
+            "means": h.mean(addr),
+            "vars": h.variance(addr),
+            "acceptance": jnp.mean(h.acceptance_rate),
+            "resampled": jnp.sum(h.resampled),
+        }
+
+    keys = jax.random.split(jax.random.key(11), R_REPS)
+    return {k: np.asarray(v, np.float64) for k, v in jax.jit(jax.vmap(one))(keys).items()}
+
+
+def check_logz(logz: np.ndarray, exact: float) -> float:
+    sd = logz.std(ddof=1)
+    # 4 standard errors of the replicate mean, after undoing the -Var/2 bias
+    assert abs(logz.mean() + sd**2 / 2 - exact) < 4 * sd / math.sqrt(len(logz)) + 1e-3, (logz.mean(), exact, sd)
+    return sd
+
+
+def check_filtering(out: dict, means: np.ndarray, variances: np.ndarray) -> None:
+    m = out["means"]  # (R, T)
+    se = m.std(axis=0, ddof=1) / math.sqrt(len(m))
+    # 5 standard errors per time step (T comparisons)
+    assert np.all(np.abs(m.mean(axis=0) - means) < 5 * se + 1e-3), (m.mean(axis=0) - means) / se
+    v = out["vars"]
+    se_v = v.std(axis=0, ddof=1) / math.sqrt(len(v))
+    # filtering variances are biased low by O(1/N): allow 2% on top of 5 se
+    assert np.all(np.abs(v.mean(axis=0) - variances) < 5 * se_v + 0.02 * variances)
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> dict:
+    return replicates(lg_model, (T,), OBS)
+
+
+def test_bootstrap_log_marginal_likelihood_matches_kalman(bootstrap: dict) -> None:
+    sd = check_logz(bootstrap["logz"], LOGZ)
+    assert 0.0 < sd < 1.0  # a working filter at N=400 (sd ~ 0.07 * sqrt(100k/N) * sqrt(T/100))
+    assert np.all(bootstrap["resampled"] == T)  # ess_threshold=1 resamples every step
+
+
+def test_bootstrap_filtering_moments_match_kalman(bootstrap: dict) -> None:
+    check_filtering(bootstrap, MEANS, VARS)
+
+
+def test_locally_optimal_proposal_is_exact_and_lower_variance(bootstrap: dict) -> None:
+    out = replicates(lg_model, (T,), OBS, proposal=locally_optimal)
+    sd = check_logz(out["logz"], LOGZ)
+    check_filtering(out, MEANS, VARS)
+    assert sd < bootstrap["logz"].std(ddof=1)
+
+
+def test_rejuvenation_keeps_the_filter_exact() -> None:
+    out = replicates(lg_model, (T,), OBS, rejuvenation=MH_X, rejuvenation_steps=2)
+    check_logz(out["logz"], LOGZ)
+    check_filtering(out, MEANS, VARS)
+    assert 0.05 < out["acceptance"].mean() < 1.0
+
+
+def test_adaptive_residual_resampling() -> None:
+    # (every scheme's unbiasedness is tested in test_smc_resampling.py)
+    out = replicates(lg_model, (T,), OBS, resampling="residual", ess_threshold=0.5)
+    check_logz(out["logz"], LOGZ)
+    check_filtering(out, MEANS, VARS)
+    assert np.all(out["resampled"] < T) and np.all(out["resampled"] > 0)
+
+
+def test_scan_model_with_missing_observations() -> None:
+    # model = ppl.scan(kernel) itself, init carry x0 = 0 (so P0 = 0), every third y missing
+    observed = np.arange(T) % 3 != 1
+    obs = {"y": ppl.masked(jnp.asarray(YS), jnp.asarray(observed))}
+    out = replicates(ppl.scan(lg_step, length=T), (0.0, None), obs)
+    logz, means, variances = kalman(YS, m0=0.0, p0=0.0, observed=observed)
+    check_logz(out["logz"], logz)
+    check_filtering(out, means, variances)
+
+
+# ---------------------------------------------------- the returned collection
+
+
+@pytest.fixture(scope="module")
+def single() -> ppl.infer.ParticleCollection:
+    return ppl.infer.particle_filter(jax.random.key(11), lg_model, (T,), OBS, particles=N)
+
+
+def test_result_holds_full_model_traces_with_their_paths(single: ppl.infer.ParticleCollection) -> None:
+    pc = single
+    cm = pc.traces.choices
+    assert cm["x0"].shape == (N,) and cm["steps", "x"].shape == (N, T)
+    np.testing.assert_allclose(np.asarray(cm["steps", "y"]), np.broadcast_to(YS, (N, T)))
+    # the last step of each path is that particle's filtering state at T
+    np.testing.assert_array_equal(np.asarray(cm["steps", "x"][:, -1]), np.asarray(pc.info.choices["steps", "x"][-1]))
+    # paths follow the ancestors: x_{T-2} of particle i is the ancestor's state at T-2
+    anc = np.asarray(pc.info.ancestors[-1])
+    np.testing.assert_array_equal(
+        np.asarray(cm["steps", "x"][:, -2]), np.asarray(pc.info.choices["steps", "x"][-2])[anc]
+    )
+    # traces are the model's: scores are the exact log joint of their choices
+    lp = jax.jit(jax.vmap(lambda c: lg_model.assess(c, (T,))[0]))(cm)
+    np.testing.assert_allclose(np.asarray(pc.traces.score), np.asarray(lp), rtol=1e-4, atol=1e-3)
+    assert pc.info.log_weights.shape == (T, N) and pc.info.ess.shape == (T,)
+    draws = pc.sample(jax.random.key(1), 50)
+    assert draws["steps", "x"].shape == (50, T)
+
+
+def test_eager_matches_the_compiled_replicate(single: ppl.infer.ParticleCollection, bootstrap: dict) -> None:
+    key0 = jax.random.split(jax.random.key(11), R_REPS)[0]
+    eager = ppl.infer.particle_filter(key0, lg_model, (T,), OBS, particles=N)
+    assert float(eager.log_marginal_likelihood()) == pytest.approx(bootstrap["logz"][0], abs=1e-3)
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def test_impossible_observation_names_the_time_step(single: ppl.infer.ParticleCollection) -> None:
+    ys = YS.copy()
+    ys[3] = np.nan  # no particle can explain step 3
+    with pytest.raises(DegenerateWeightsError, match=r"at time step 3 \(0-based\) every one of the 400 particles"):
+        ppl.infer.particle_filter(jax.random.key(0), lg_model, (T,), {"steps": {"y": jnp.asarray(ys)}}, particles=N)
+
+
+def test_unknown_observation_address_is_named() -> None:
+    with pytest.raises(UnvisitedConstraintError, match=r"particle_filter: the observations name an address.*'z'"):
+        ppl.infer.particle_filter(jax.random.key(0), lg_model, (T,), {"steps": {"z": jnp.zeros(T)}}, particles=10)
+
+
+@ppl.gen
+def no_scan():
+    x = dist.Normal(0.0, 1.0) @ "x"
+    dist.Normal(x, 1.0) @ "y"
+
+
+@ppl.gen
+def choice_after_scan(num_steps):
+    x0 = dist.Normal(0.0, 1.0) @ "x0"
+    final, _ = ppl.scan(lg_step, length=num_steps)(x0, None) @ "steps"
+    dist.Normal(final, 1.0) @ "end"
+
+
+def test_unsupported_models_are_explained() -> None:
+    with pytest.raises(InferenceError, match=r"calls no ppl\.scan at its top level"):
+        ppl.infer.particle_filter(jax.random.key(0), no_scan, (), {"y": 1.0}, particles=10)
+    with pytest.raises(InferenceError, match="random site or factor at 'end' after the scan"):
+        ppl.infer.particle_filter(jax.random.key(0), choice_after_scan, (T,), OBS, particles=10)
+    with pytest.raises(InferenceError, match="rejuvenation must be an MCMC kernel"):
+        ppl.infer.particle_filter(jax.random.key(0), lg_model, (T,), OBS, particles=10, rejuvenation="mh")
