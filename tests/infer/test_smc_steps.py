@@ -13,7 +13,7 @@ import ppl
 from ppl import dist
 from ppl.errors import InferenceError, UnvisitedConstraintError
 from ppl.infer import smc
-from tests.infer.smc_testing import A, Q, R, Y_NORMAL, kalman, normal_normal, normal_normal_exact, prior_mh
+from tests.infer.smc_testing import Y_NORMAL, A, Q, R, kalman, normal_normal, normal_normal_exact, prior_mh
 
 # A state-space model written with a Python loop: each new n adds x_n and y_n,
 # so SMC over n = 1..K is a particle filter through generic trace updates.
@@ -44,9 +44,9 @@ R_REPS = 12
 def run_replicates(**options) -> np.ndarray:
     @jax.jit
     def run(keys):
-        return jax.vmap(
-            lambda k: smc(k, python_loop_ssm, STEPS, particles=300, **options).log_marginal_likelihood()
-        )(keys)
+        return jax.vmap(lambda k: smc(k, python_loop_ssm, STEPS, particles=300, **options).log_marginal_likelihood())(
+            keys
+        )
 
     return np.asarray(run(jax.random.split(jax.random.key(0), R_REPS)), np.float64)
 
@@ -120,11 +120,15 @@ def test_change_target_and_reweight_give_importance_sampling(prior_particles) ->
 def test_adaptive_resampling_decides_from_the_ess(prior_particles) -> None:
     same = smc.resample_adaptive(jax.random.key(0), prior_particles, ess_threshold=0.5)
     assert float(same.log_normalizer) == 0.0  # equal weights: ESS = N, no resampling
-    np.testing.assert_array_equal(np.asarray(same.traces.choices["mu"]), np.asarray(prior_particles.traces.choices["mu"]))
+    np.testing.assert_array_equal(
+        np.asarray(same.traces.choices["mu"]), np.asarray(prior_particles.traces.choices["mu"])
+    )
     peaked = smc.reweight(prior_particles, lambda tr: -50.0 * (tr["mu"] - 1.0) ** 2)
     resampled = smc.resample_adaptive(jax.random.key(0), peaked, ess_threshold=0.5)
     assert np.all(np.asarray(resampled.log_weights) == 0.0)
-    assert float(resampled.log_marginal_likelihood()) == pytest.approx(float(peaked.log_marginal_likelihood()), abs=1e-4)
+    assert float(resampled.log_marginal_likelihood()) == pytest.approx(
+        float(peaked.log_marginal_likelihood()), abs=1e-4
+    )
 
 
 def test_rejuvenation_leaves_the_exact_posterior_invariant() -> None:
