@@ -58,13 +58,15 @@ def _report(i: Any) -> None:
         _ACTIVE[-1].update(int(i))
 
 
-def tick(i: Any, total: int, enabled: bool) -> None:
-    """Inside a scan body: report iteration ``i`` about every 5% of ``total``."""
-    if not enabled:
-        return
+def tick(i: Any, total: int, enabled: Any) -> None:
+    """Inside a scan body: report iteration ``i`` about every 5% of ``total``.
+
+    ``enabled`` is a traced boolean, so one compiled program serves runs with
+    and without a progress bar.
+    """
     every = max(1, total // 20)
     jax.lax.cond(
-        jnp.equal(jnp.mod(i, every), 0),
+        enabled & jnp.equal(jnp.mod(i, every), 0),
         lambda j: jax.debug.callback(_report, j),
         lambda j: None,
         i,

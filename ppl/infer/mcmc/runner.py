@@ -79,14 +79,12 @@ class GradientConfig(NamedTuple):
     dense_mass: bool
     max_tree_depth: int
     num_steps: int
-    progress: bool
 
 
 class KernelConfig(NamedTuple):
     num_warmup: int
     num_samples: int
     num_chains: int
-    progress: bool
 
 
 # ---------------------------------------------------------------- checks
@@ -156,6 +154,18 @@ def _user_mask(s: Structure, init: ChoiceMap) -> Any:
 
 
 # ------------------------------------------------------ init diagnosis
+def _trace_problems(tr: Any) -> str:
+    """Which choices (or factors) of a trace have a non-finite log density."""
+    addrs = tr.choices.addresses()
+    dens = {a: float(tr.project(select(a))) for a in addrs}
+    bad = [a for a, v in dens.items() if not np.isfinite(v)]
+    if bad:
+        return "non-finite log density at " + ", ".join(format_address(a) for a in bad)
+    if not np.isfinite(float(tr.score)):
+        return "a ppl.factor term is non-finite"
+    return ""
+
+
 def _diagnose(problem: Problem, s: Structure, z: Any) -> str:
     """Which choices have a non-finite log density (or gradient) at ``z``."""
     space = _space(s)
@@ -164,20 +174,15 @@ def _diagnose(problem: Problem, s: Structure, z: Any) -> str:
     parts = []
     try:
         tr = from_unconstrained(problem.model, space.unravel(z), args, obs)[0]
-        bad = [a for a in tr.choices.addresses() if not np.isfinite(float(tr.project(select(a))))]
-        total = sum(float(tr.project(select(a))) for a in tr.choices.addresses())
-        if bad:
-            parts.append("non-finite log density at " + ", ".join(format_address(a) for a in bad))
-        elif np.isfinite(total) and not np.isfinite(float(tr.score)):
-            parts.append("a ppl.factor term is non-finite")
+        parts.append(_trace_problems(tr))
         g = jax.grad(lambda x: unconstrained_log_density(problem.model, space.unravel(x), args, obs))(z)
         gm = space.unravel(g)
         badg = [a for a in gm.addresses() if not np.all(np.isfinite(np.asarray(gm[a])))]
         if badg:
             parts.append("non-finite gradient with respect to " + ", ".join(format_address(a) for a in badg))
-    except PPLError as e:
-        parts.append(f"evaluating the model raised {type(e).__name__}: {e}")
-    return "; ".join(parts) or "log density non-finite"
+    except Exception as e:  # the diagnosis must not hide the initialisation error
+        parts.append(f"evaluating the model there raised {type(e).__name__}: {e}")
+    return "; ".join(p for p in parts if p) or "log density non-finite"
 
 
 def _init_error(problem: Problem, s: Structure, ok: np.ndarray, z: Any, user: bool) -> InitializationError:
@@ -214,9 +219,18 @@ def _transition(cfg: GradientConfig, logdensity: Callable) -> Callable:
 
         return nuts_step
     kernel = blackjax.hmc.build_kernel()
+    # Static HMC: the number of leapfrog steps is drawn uniformly from
+    # [L/2, 3L/2] (mean L) at every transition. A fixed trajectory length can
+    # be nearly periodic for near-Gaussian targets (the chain then returns
+    # close to where it started); a random one, chosen independently of the
+    # state, keeps every transition reversible and breaks the resonance.
+    low = max(1, (cfg.num_steps + 1) // 2)
+    high = max(low, (3 * cfg.num_steps) // 2)
 
     def hmc_step(key: Any, s: Any, eps: Any, imm: Any) -> tuple[Any, dict]:
-        new, info = kernel(key, s, logdensity, eps, imm, cfg.num_steps)
+        k_len, key = jax.random.split(key)
+        n = jax.random.randint(k_len, (), low, high + 1) if high > low else low
+        new, info = kernel(key, s, logdensity, eps, imm, n)
         return new, {
             "diverging": info.is_divergent,
             "acceptance_rate": info.acceptance_rate,
@@ -246,7 +260,34 @@ def _find_start(key: Any, draw: Callable, logdensity: Callable, size: int, dtype
 
 
 @partial(jax.jit, static_argnums=(0,))
-def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, z_user: Any, mask: Any) -> dict:
+def _start_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, z_user: Any, mask: Any) -> tuple[Any, Any]:
+    """Per chain, a starting state with finite log density and gradient (Stan's retries).
+
+    A separate (small) program, so a model whose density is non-finite
+    everywhere fails before the sampler is compiled.
+    """
+    model, spec, s, num_chains = static
+    args = Problem(model, spec, (), obs).args(dyn)
+    space = _space(s)
+    dtype = jnp.result_type(float)
+
+    def logdensity(z: Any) -> Any:
+        return unconstrained_log_density(model, space.unravel(z), args, obs)
+
+    def start(k: Any, zu: Any) -> tuple[Any, Any]:
+        def draw(kk: Any) -> Any:
+            z = ravel_pytree(unconstrained_init(kk, model, args, obs))[0].astype(dtype)
+            return z if mask is None else jnp.where(mask, zu, z)
+
+        return _find_start(k, draw, logdensity, space.size, dtype)
+
+    zu = jnp.zeros((num_chains, space.size), dtype) if z_user is None else z_user
+    return jax.vmap(start)(jax.random.split(key, num_chains), zu)
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, states: Any, show: Any) -> dict:
+    """Warm-up and sampling of every chain from ``states``, then the constrained draws."""
     model, spec, s, cfg = static
     args = Problem(model, spec, (), obs).args(dyn)
     space = _space(s)
@@ -257,19 +298,7 @@ def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, z_user:
         return unconstrained_log_density(model, space.unravel(z), args, obs)
 
     transition = _transition(cfg, logdensity)
-    k_init, k_eps, k_run = jax.random.split(key, 3)
-
-    # -- initialisation (per chain)
-    def start(k: Any, zu: Any) -> tuple[Any, Any]:
-        def draw(kk: Any) -> Any:
-            z = ravel_pytree(unconstrained_init(kk, model, args, obs))[0].astype(dtype)
-            return z if mask is None else jnp.where(mask, zu, z)
-
-        return _find_start(k, draw, logdensity, space.size, dtype)
-
-    zu = jnp.zeros((C, space.size), dtype) if z_user is None else z_user
-    states, ok = jax.vmap(start)(jax.random.split(k_init, C), zu)
-    start_positions = states.position
+    k_eps, k_run = jax.random.split(key)
     identity = jnp.eye(space.size, dtype=dtype) if cfg.dense_mass else jnp.ones(space.size, dtype)
     eps0 = jax.vmap(lambda k, st: initial_step_size(k, st, logdensity, identity))(jax.random.split(k_eps, C), states)
 
@@ -287,7 +316,7 @@ def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, z_user:
     def iteration(carry: tuple, xs: tuple) -> tuple:
         st, w, (eps_s, imm_s) = carry
         i, k, is_slow, is_end = xs
-        progress.tick(i, total, cfg.progress)
+        progress.tick(i, total, show)
         warming = i < W
         eps = jnp.where(warming, w.step_size, eps_s)
         imm = jnp.where(warming, w.inverse_mass_matrix, imm_s)
@@ -327,8 +356,6 @@ def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, z_user:
         "step_size": step_size,
         "inverse_mass_matrix": imm,
         "warmup_divergences": warm_div,
-        "init_ok": ok,
-        "init_position": start_positions,
     }
 
 
@@ -379,9 +406,8 @@ def _gradient_run(
         bool(dense_mass),
         int(max_tree_depth),
         int(num_steps),
-        show,
     )
-    k_user, k_run = jax.random.split(key)
+    k_user, k_init, k_run = jax.random.split(key, 3)
     init_cm = _init_values(problem, s, init, cfg.num_chains)
     z_user = mask = None
     if init_cm is not None:
@@ -389,18 +415,21 @@ def _gradient_run(
             (problem.model, problem.spec), s.continuous, k_user, problem.dyn, problem.observations, init_cm
         )
         mask = _user_mask(s, init_cm)
+    states, ok = _start_program(
+        (problem.model, problem.spec, s, cfg.num_chains), k_init, problem.dyn, problem.observations, z_user, mask
+    )
+    ok = np.asarray(ok)
+    if not ok.all():
+        raise _init_error(problem, s, ok, np.asarray(states.position), init_cm is not None)
     static = (problem.model, problem.spec, s, cfg)
     label = f"{algorithm} ({cfg.num_chains} chains)"
     if show:
         with progress.ProgressBar(label, cfg.num_warmup, cfg.num_warmup + cfg.num_samples):
             out = jax.block_until_ready(
-                _gradient_program(static, k_run, problem.dyn, problem.observations, z_user, mask)
+                _gradient_program(static, k_run, problem.dyn, problem.observations, states, True)
             )
     else:
-        out = _gradient_program(static, k_run, problem.dyn, problem.observations, z_user, mask)
-    ok = np.asarray(out["init_ok"])
-    if not ok.all():
-        raise _init_error(problem, s, ok, np.asarray(out["init_position"]), init_cm is not None)
+        out = _gradient_program(static, k_run, problem.dyn, problem.observations, states, False)
     stats = {k: np.asarray(v) for k, v in out["stats"].items()}
     result = MCMCResult(
         algorithm,
@@ -481,9 +510,11 @@ def hmc(
     num_steps: int = 16,
     progress_bar: bool | None = None,
 ) -> MCMCResult:
-    """Sample with static HMC: ``num_steps`` leapfrog steps per draw, then a Metropolis test.
+    """Sample with HMC: about ``num_steps`` leapfrog steps per draw, then a Metropolis test.
 
-    Warm-up as for :func:`nuts` (step size and mass matrix).
+    Each transition integrates a number of leapfrog steps drawn uniformly
+    from ``[num_steps / 2, 3 num_steps / 2]`` (a fixed trajectory length can
+    be periodic on near-Gaussian targets). Warm-up as for :func:`nuts`.
     """
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
@@ -545,12 +576,10 @@ def mala(
 
 # ------------------------------------------------------ any kernel
 @partial(jax.jit, static_argnums=(0,))
-def _kernel_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: Any) -> dict:
-    model, spec, s, kernel, cfg = static
+def _trace_start_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: Any) -> tuple[Any, Any]:
+    """Per chain, an initial trace with a finite score (Stan's retries; discrete choices from the prior)."""
+    model, spec, num_chains = static
     args = Problem(model, spec, (), obs).args(dyn)
-    C, W, S = cfg.num_chains, cfg.num_warmup, cfg.num_samples
-    latent = Selection(frozenset(s.latent))
-    k_init, k_warm, k_samp = jax.random.split(key, 3)
 
     def start(k: Any, given: Any) -> tuple[Any, Any]:
         cons = obs if given is None else obs | given
@@ -569,22 +598,20 @@ def _kernel_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: Any
         _, tr, ok = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < MAX_INIT_TRIES), body, (jnp.int32(1), tr0, ok0))
         return tr, ok
 
-    traces, ok = jax.vmap(start)(jax.random.split(k_init, C), init)
-    states = jax.vmap(kernel.init)(traces)
+    return jax.vmap(start)(jax.random.split(key, num_chains), init)
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _kernel_program(static: tuple, key: Any, traces: Any, show: Any) -> dict:
+    """``num_warmup + num_samples`` steps of every chain in one scan; draws after warm-up."""
+    s, kernel, cfg = static
+    C, W, S = cfg.num_chains, cfg.num_warmup, cfg.num_samples
+    latent = Selection(frozenset(s.latent))
     total = W + S
 
-    def warm(st: Any, xs: tuple) -> tuple:
+    def iteration(st: Any, xs: tuple) -> tuple:
         i, k = xs
-        progress.tick(i, total, cfg.progress)
-        st, _ = jax.vmap(kernel.step)(jax.random.split(k, C), st)
-        return st, None
-
-    if W > 0:
-        states, _ = jax.lax.scan(warm, states, (jnp.arange(W), jax.random.split(k_warm, W)))
-
-    def sample(st: Any, xs: tuple) -> tuple:
-        i, k = xs
-        progress.tick(W + i, total, cfg.progress)
+        progress.tick(i, total, show)
         st, info = jax.vmap(kernel.step)(jax.random.split(k, C), st)
         tr = st.trace
         stats = {
@@ -596,13 +623,16 @@ def _kernel_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: Any
         }
         return st, (tr.choices.filter(latent), tr.deterministics, stats)
 
-    _, (lat, det, stats) = jax.lax.scan(sample, states, (jnp.arange(S), jax.random.split(k_samp, S)))
-    swap = partial(jnp.swapaxes, axis1=0, axis2=1)
+    states = jax.vmap(kernel.init)(traces)
+    _, (lat, det, stats) = jax.lax.scan(iteration, states, (jnp.arange(total), jax.random.split(key, total)))
+
+    def after_warmup(x: Any) -> Any:
+        return jnp.swapaxes(x[W:], 0, 1)
+
     return {
-        "latent": lat.map(swap),
-        "deterministic": det.map(swap),
-        "stats": {k: swap(v) for k, v in stats.items()},
-        "init_ok": ok,
+        "latent": lat.map(after_warmup),
+        "deterministic": det.map(after_warmup),
+        "stats": {k: after_warmup(v) for k, v in stats.items()},
     }
 
 
@@ -641,24 +671,30 @@ def run_mcmc(
         if not isinstance(kernel, MCMCKernel):
             raise PPLError(f"the kernel builder returned a {type(kernel).__name__}, not an MCMCKernel")
     show = progress.default_enabled() if progress_bar is None else bool(progress_bar)
-    cfg = KernelConfig(int(num_warmup), int(num_samples), int(num_chains), show)
+    cfg = KernelConfig(int(num_warmup), int(num_samples), int(num_chains))
     init_cm = _init_values(problem, s, init, cfg.num_chains)
-    static = (problem.model, problem.spec, s, kernel, cfg)
+    k_init, k_run = jax.random.split(key)
+    traces, ok = _trace_start_program(
+        (problem.model, problem.spec, cfg.num_chains), k_init, problem.dyn, problem.observations, init_cm
+    )
+    ok = np.asarray(ok)
+    if not ok.all():
+        failed = [int(i) for i in np.flatnonzero(~ok)]
+        why = _trace_problems(jax.tree_util.tree_map(lambda x: x[failed[0]], traces))
+        raise InitializationError(
+            f"{problem.model.name}: no initial trace with a finite log density for chain(s) {failed} after "
+            f"{MAX_INIT_TRIES} tries; at the last try of chain {failed[0]}: {why}. Check the model's densities "
+            "and the data, or give init values"
+        )
+    static = (s, kernel, cfg)
     name = algorithm or "mcmc"
     if show:
         with progress.ProgressBar(
             f"{name} ({cfg.num_chains} chains)", cfg.num_warmup, cfg.num_warmup + cfg.num_samples
         ):
-            out = jax.block_until_ready(_kernel_program(static, key, problem.dyn, problem.observations, init_cm))
+            out = jax.block_until_ready(_kernel_program(static, k_run, traces, True))
     else:
-        out = _kernel_program(static, key, problem.dyn, problem.observations, init_cm)
-    ok = np.asarray(out["init_ok"])
-    if not ok.all():
-        failed = [int(i) for i in np.flatnonzero(~ok)]
-        raise InitializationError(
-            f"{problem.model.name}: no initial trace with a finite log density for chain(s) {failed} after "
-            f"{MAX_INIT_TRIES} tries; check the model's densities and the data, or give init values"
-        )
+        out = _kernel_program(static, k_run, traces, False)
     result = MCMCResult(
         name,
         _samples(s, out["latent"], out["deterministic"]),

@@ -68,8 +68,12 @@ class Structure(NamedTuple):
     constrained: tuple  # (address, Shape) of each latent and deterministic value
 
 
-def _avals(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda x: (tuple(np.shape(x)), str(np.result_type(x))), tree)
+def _avals(tree: Any) -> tuple:
+    """``(shape, dtype)`` of every leaf: the part of a cache key that values do not change."""
+    return tuple(
+        (tuple(np.shape(x)), str(x.dtype) if hasattr(x, "dtype") else type(x).__name__)
+        for x in jax.tree_util.tree_leaves(tree)
+    )
 
 
 _CACHE: dict = {}
@@ -82,7 +86,7 @@ def structure(problem: Problem) -> Structure:
         problem.model,
         problem.spec,
         jax.tree_util.tree_structure((problem.dyn, obs)),
-        tuple(jax.tree_util.tree_leaves(_avals((problem.dyn, obs)))),
+        _avals((problem.dyn, obs)),
     )
     hit = _CACHE.get(key)
     if hit is not None:
