@@ -23,10 +23,9 @@ import numpy as np
 
 from ppl.core.choicemap import as_choicemap
 from ppl.core.generative_function import GenerativeFunction, check_key
-from ppl.diagnostics.arviz import to_inference_data
 from ppl.errors import PPLError
-from ppl.infer.mcmc.result import Samples, address_name
-from ppl.infer.predictive import predictive
+
+# ppl.infer (and with it BlackJAX) is imported on first use, not with ppl.vi.
 
 
 def _check_num(num_samples: Any) -> int:
@@ -35,7 +34,7 @@ def _check_num(num_samples: Any) -> int:
     return num_samples
 
 
-def sample_posterior(key: Any, guide: GenerativeFunction, guide_args: tuple, num_samples: int) -> Samples:
+def sample_posterior(key: Any, guide: GenerativeFunction, guide_args: tuple, num_samples: int) -> Any:
     """``num_samples`` independent draws from the guide: ``name -> array [num_samples, ...]``."""
     key = check_key(key, "ppl.vi.sample_posterior")
     num_samples = _check_num(num_samples)
@@ -45,6 +44,8 @@ def sample_posterior(key: Any, guide: GenerativeFunction, guide_args: tuple, num
         raise PPLError(
             f"guide_args must be the tuple of the guide's arguments, e.g. (params,), got {type(guide_args).__name__}"
         )
+    from ppl.infer.mcmc.result import Samples, address_name
+
     draws = jax.vmap(lambda k: guide.simulate(k, guide_args).choices)(jax.random.split(key, num_samples))
     return Samples({address_name(a): np.asarray(v) for a, v in draws.flat_dict().items()})
 
@@ -56,9 +57,11 @@ def posterior_predictive(
     guide: GenerativeFunction,
     guide_args: tuple,
     num_samples: int,
-) -> Samples:
+) -> Any:
     """Model runs with the latents drawn from the guide: every choice and deterministic, ``[num_samples, ...]``."""
     key = check_key(key, "ppl.vi.posterior_predictive")
+    from ppl.infer.predictive import predictive
+
     k_post, k_pred = jax.random.split(key)
     draws = sample_posterior(k_post, guide, guide_args, num_samples)
     return predictive(k_pred, model, model_args, draws)
@@ -75,6 +78,9 @@ def to_arviz(samples: Any, *, predictive: Any = None, observations: Any = None) 
     ``observations``, every predictive entry that is not a latent goes to
     ``posterior_predictive``.
     """
+    from ppl.diagnostics.arviz import to_inference_data
+    from ppl.infer.mcmc.result import address_name
+
     post = {k: np.asarray(v)[None] for k, v in dict(samples).items()}
     obs = as_choicemap(observations)
     observed = {address_name(a): np.asarray(v) for a, v in obs.flat_dict().items()} if not obs.is_empty() else None
