@@ -195,15 +195,16 @@ def _step(spec: _Spec, key: Any, static: Any, data: Any, carry: tuple, xs: tuple
     for leaf in jax.tree_util.tree_leaves(g):
         finite = finite & jnp.all(jnp.isfinite(leaf))
     neg = jax.tree_util.tree_map(jnp.negative, g)
-    updates, new_opt = spec.optimizer.update(neg, opt_state, trainable)
-    new_trainable = optax.apply_updates(trainable, updates)
     good = ok & finite
 
-    def keep(new: Any, old: Any) -> Any:
-        return jax.tree_util.tree_map(lambda a, b: jnp.where(good, a, b), new, old)
+    def update(_: Any) -> tuple:
+        updates, new_opt = spec.optimizer.update(neg, opt_state, trainable)
+        return optax.apply_updates(trainable, updates), new_opt
 
+    # a branch, not a select: the update is computed (and paid for) only when it is applied
+    new_trainable, new_opt = jax.lax.cond(good, update, lambda _: (trainable, opt_state), None)
     bad = jnp.where(ok & ~finite, step, bad)
-    return (keep(new_trainable, trainable), keep(new_opt, opt_state), good, bad), jnp.asarray(value, jnp.float32)
+    return (new_trainable, new_opt, good, bad), jnp.asarray(value, jnp.float32)
 
 
 @eqx.filter_jit

@@ -342,6 +342,24 @@ def test_progress_bar_runs(capsys):
     assert "objective" in capsys.readouterr().err
 
 
+@ppl.gen
+def two_latents():
+    a = dist.Normal(0.0, 1.0) @ "a"
+    b = dist.Normal(a, 1.0) @ "b"
+    return dist.Normal(b, 1.0) @ "y"
+
+
+@ppl.gen
+def guide_without_b(m):
+    return dist.Normal(m, 1.0) @ "a"
+
+
+def test_a_guide_missing_a_latent_stops_fit_naming_it():
+    objective = ppl.vi.elbo(two_latents, guide_without_b, {"y": 0.3})
+    with pytest.raises(ppl.errors.GuideError, match="'b'"):
+        ppl.vi.fit(jax.random.key(0), objective, ((), (0.0,)), optax.sgd(0.1), steps=2, progress=False)
+
+
 def test_bad_input_is_reported():
     key = jax.random.key(0)
     with pytest.raises(FitError, match=r"shape \(3,\).*scalar"):
