@@ -20,11 +20,12 @@ sum. Systematic resampling (``u_k = (k + U) / n``) and stratified resampling
 residual use sorted uniforms from exponential spacings (``u_(k) = S_k /
 S_{n+1}`` with ``S`` the cumulative sums of ``n + 1`` Exp(1) draws).
 
-Indices come out sorted. Weights of ``-inf`` (and NaN, treated as ``-inf``)
-get no offspring; if every weight is ``-inf`` the weights are treated as
-uniform rather than producing NaN indices (the caller reports the
-degeneracy). Everything is ``jnp`` on whole arrays, so it runs unchanged on
-particles sharded across devices.
+Indices come out sorted. Weights of ``-inf`` get no offspring; if every
+weight is ``-inf`` the indices are still valid (never NaN; the caller reports
+the degeneracy). The schemes themselves expect NaN-free weights (they share
+the ``logsumexp`` with :func:`log_mean_weight`, so a filter computes it once);
+:func:`resample_indices` treats NaN as ``-inf`` first. Everything is ``jnp`` on
+whole arrays, so it runs unchanged on particles sharded across devices.
 """
 
 from __future__ import annotations
@@ -39,18 +40,27 @@ from jax.scipy.special import logsumexp
 Resampler = Callable[[Any, Any, int], Any]
 
 
+def sanitize(log_weights: Any) -> Any:
+    """NaN log weights count as ``-inf`` (zero weight)."""
+    return jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights)
+
+
 def normalized_weights(log_weights: Any) -> Any:
     """``w_i = exp(l_i - logsumexp(l))``; NaN counts as ``-inf``; all ``-inf`` gives uniform."""
-    lw = jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights)
-    top = jnp.max(lw)
-    finite = jnp.isfinite(top)
-    lw = jnp.where(finite, lw, 0.0)
+    lw = sanitize(log_weights)
+    lw = jnp.where(jnp.isfinite(jnp.max(lw)), lw, 0.0)
     return jnp.exp(lw - logsumexp(lw))
+
+
+def _weights(log_weights: Any) -> Any:
+    """``exp(l_i - logsumexp(l))`` for NaN-free weights (all zero if all are ``-inf``)."""
+    lse = logsumexp(log_weights)
+    return jnp.exp(log_weights - jnp.where(jnp.isfinite(lse), lse, 0.0))
 
 
 def _cumulative(log_weights: Any, n: int) -> Any:
     """``n * c_i`` with the last entry exactly ``n`` (guards float round-off)."""
-    c = jnp.cumsum(normalized_weights(log_weights)) * n
+    c = jnp.cumsum(_weights(log_weights)) * n
     return c.at[-1].set(n)
 
 
@@ -119,7 +129,7 @@ def residual(key: Any, log_weights: Any, n: int | None = None) -> Any:
     static while ``R`` is traced.
     """
     n = log_weights.shape[0] if n is None else n
-    w = normalized_weights(log_weights)
+    w = _weights(log_weights)
     nw = w * n
     det = jnp.floor(nw)
     r = nw - det
@@ -159,8 +169,8 @@ def get_resampler(method: str | Resampler) -> Resampler:
 
 
 def resample_indices(key: Any, log_weights: Any, n: int | None = None, method: str | Resampler = "systematic") -> Any:
-    """Ancestor indices (shape ``(n,)``) drawn by ``method`` from ``log_weights``."""
-    return get_resampler(method)(key, jnp.asarray(log_weights), n)
+    """Ancestor indices (shape ``(n,)``) drawn by ``method`` from ``log_weights`` (NaN counts as ``-inf``)."""
+    return get_resampler(method)(key, sanitize(jnp.asarray(log_weights)), n)
 
 
 def log_mean_weight(log_weights: Any) -> Any:
@@ -171,7 +181,7 @@ def log_mean_weight(log_weights: Any) -> Any:
 
 def ess(log_weights: Any) -> Any:
     """Effective sample size ``(sum w)^2 / sum w^2`` (0 when every weight is ``-inf``)."""
-    lw = jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights)
+    lw = sanitize(log_weights)
     out = jnp.exp(2.0 * logsumexp(lw) - logsumexp(2.0 * lw))
     return jnp.where(jnp.isfinite(jnp.max(lw)), out, 0.0)
 
@@ -185,6 +195,7 @@ __all__ = [
     "normalized_weights",
     "resample_indices",
     "residual",
+    "sanitize",
     "stratified",
     "systematic",
 ]

@@ -91,13 +91,13 @@ def test_degenerate_weights() -> None:
         nan = jnp.array([0.0, jnp.nan, 0.0, jnp.nan, 0.0])
         return (
             {m: resampling.RESAMPLERS[m](key, inf, 5) for m in METHODS},
-            {m: resampling.RESAMPLERS[m](key, nan, 64) for m in METHODS},
+            {m: resampling.resample_indices(key, nan, 64, m) for m in METHODS},
             resampling.ess(inf),
         )
 
     all_inf, with_nan, ess = run(jax.random.key(3))
     for m in METHODS:
-        idx = np.asarray(all_inf[m])  # all -inf: uniform, never NaN indices
+        idx = np.asarray(all_inf[m])  # all -inf: valid indices, never NaN ones
         assert idx.min() >= 0 and idx.max() <= 4
         idx = np.asarray(with_nan[m])  # NaN weights get no offspring
         assert not np.any((idx == 1) | (idx == 3)), m
