@@ -10,7 +10,11 @@ and applies the optimiser to ``-g_t`` (optax minimises). ``theta`` is the
 set of float array leaves of ``init`` (equinox filtering,
 ``eqx.partition(init, eqx.is_inexact_array)``): every other leaf (ints,
 functions, static fields) is held fixed. Python floats and NumPy float
-arrays in ``init`` are made JAX arrays first, so they train too.
+arrays in ``init`` are made JAX arrays first, so they train too. Float
+arrays that are *data* rather than parameters (covariates among the model's
+arguments) look the same: freeze them with ``trainable`` (e.g.
+``trainable=(False, True)`` trains only the guide's arguments), or pass
+them through ``data=`` / ``batch_fn``.
 
 **Arguments.** Without data, the objective's arguments are the parameters
 themselves: ``init`` is the tuple of its arguments, e.g.

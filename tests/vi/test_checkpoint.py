@@ -139,6 +139,23 @@ def test_mismatched_checkpoints_are_refused(tmp_path):
         run(checkpoint=tmp_path / "junk.npz")
 
 
+def test_checkpoint_round_trip_with_a_raw_key(tmp_path):
+    params = {"a": jnp.arange(3.0), "b": jnp.ones((2, 2), jnp.float32)}
+    opt_state = optax.adam(0.1).init(params)
+    key = jax.random.PRNGKey(3)
+    ppl.vi.save_checkpoint(
+        tmp_path / "c.npz", step=4, trainable=params, opt_state=opt_state, key=key, history=np.arange(4.0)
+    )
+    ck = ppl.vi.load_checkpoint(tmp_path / "c.npz", params, opt_state)
+    assert ck.step == 4
+    np.testing.assert_array_equal(ck.key, key)
+    np.testing.assert_array_equal(ck.trainable["b"], params["b"])
+    np.testing.assert_array_equal(ck.history, np.arange(4.0))
+    assert jax.tree_util.tree_structure(ck.opt_state) == jax.tree_util.tree_structure(opt_state)
+    with pytest.raises(FitError, match=r"leaf \['b'\] has shape \(2, 2\)"):
+        ppl.vi.load_checkpoint(tmp_path / "c.npz", {"a": jnp.arange(3.0), "b": jnp.ones(3)}, opt_state)
+
+
 if __name__ == "__main__":
 
     def kill_after_checkpoint(state):

@@ -76,6 +76,27 @@ def test_layout_discovers_addresses_shapes_and_supports():
     assert np.all(np.abs(lay.prototype) <= 2.0)
 
 
+@ppl.gen
+def ar_step(x_prev, _):
+    x = dist.Normal(0.9 * x_prev, 0.5) @ "x"
+    dist.Normal(x, 1.0) @ "y"
+    return x, None
+
+
+@ppl.gen
+def state_space(T):
+    s = dist.HalfNormal(1.0) @ "s"
+    x0 = dist.Normal(0.0, s) @ "x0"
+    return ppl.scan(ar_step, length=T)(x0, None) @ "steps"
+
+
+def test_layout_of_a_scan_model_stacks_the_time_axis():
+    obs = ppl.choices({("steps", "y"): jnp.sin(jnp.arange(10.0))})
+    g, args = auto_normal(state_space, (10,), obs)
+    assert [(s.name, s.shape) for s in g.layout.sites] == [("s", ()), ("x0", ()), ("steps/x", (10,))]
+    assert np.isfinite(ppl.vi.elbo(state_space, g, obs).estimate(jax.random.key(1), (10,), args))
+
+
 def random_params(guide, seed):
     rng = np.random.default_rng(seed)
     return jax.tree_util.tree_map(
