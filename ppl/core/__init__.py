@@ -6,6 +6,7 @@ from ppl.core.context import eager
 from ppl.core.gen import GenFunction, deterministic, factor, gen, sample
 from ppl.core.generative_function import GenCall, GenerativeFunction
 from ppl.core.mixture import Mixture, mixture
+from ppl.core.scale import Scale, scale
 from ppl.core.scan import Scan, ScanTrace, scan
 from ppl.core.selection import Selection, select, select_all, select_none
 from ppl.core.switch import Switch, SwitchTrace, cond, switch
@@ -29,6 +30,7 @@ __all__ = [
     "GenerativeFunction",
     "Masked",
     "Mixture",
+    "Scale",
     "Scan",
     "ScanTrace",
     "Selection",
@@ -49,6 +51,7 @@ __all__ = [
     "mixture",
     "normalize",
     "sample",
+    "scale",
     "scan",
     "select",
     "select_all",
