@@ -157,6 +157,7 @@ from ppl.core.generative_function import GenerativeFunction, check_key
 from ppl.core.staging import combine, partition
 from ppl.errors import EstimatorError
 from ppl.vi.estimators import ENUM, REINFORCE, REPARAM, RerunRule, enum_rule, estimator_of, mvd_rule
+from ppl.vi.matmul import rank2_dots
 
 sg = jax.lax.stop_gradient
 
@@ -402,7 +403,11 @@ class Expectation:
         fn = self._compiled.get(method)
         if fn is None:
             impl = self._estimate_impl if method == "estimate" else self._value_and_grad_impl
-            fn = jax.jit(impl, static_argnums=(0,))
+
+            def run(spec: Any, key: Any, dyn: tuple) -> Any:
+                return rank2_dots(lambda key, dyn: impl(spec, key, dyn))(key, dyn)
+
+            fn = jax.jit(run, static_argnums=(0,))
             self._compiled[method] = fn
         dyn, spec = partition(args)
         return fn(spec, key, tuple(dyn))

@@ -216,3 +216,42 @@ def test_tagged_distributions_behave_like_their_base_outside_vi():
 
     tr = model.simulate(jax.random.key(0))
     assert float(tr.score) == pytest.approx(float(np.log(0.5)))
+
+
+def test_rank2_matmul_pass_preserves_values_and_removes_batched_contractions():
+    from ppl.vi import matmul
+
+    w = jax.random.normal(jax.random.key(1), (3, 5))
+
+    @ppl.gen
+    def layer(w):
+        z = dist.Normal(jnp.zeros(3), 1.0).to_event(1) @ "z"
+        return jnp.sum(jnp.tanh(z @ w))
+
+    def program(key, w):  # particles x data points: z @ w becomes a (4, 6, 3) x (3, 5) product
+        keys = jax.random.split(key, (4, 6))
+        inner = lambda ks: ppl.vi.vmap(lambda k: layer.simulate(k, (w,)).retval)(ks)  # noqa: E731
+        return jnp.sum(ppl.vi.vmap(inner)(keys))
+
+    e = ppl.vi.expectation(program)
+    key = jax.random.key(0)
+    optimised = e.value_and_grad_estimate(key, w)
+    jaxpr = jax.make_jaxpr(lambda k, w: e.value_and_grad_estimate(k, w))(key, w)
+
+    def dots(jx, out):
+        for eqn in jx.eqns:
+            if eqn.primitive.name == "dot_general":
+                out.append(max(v.aval.ndim for v in eqn.invars))
+            for p in eqn.params.values():
+                if hasattr(p, "jaxpr") and hasattr(p.jaxpr, "eqns"):
+                    dots(p.jaxpr, out)
+        return out
+
+    assert dots(jaxpr.jaxpr, []) and max(dots(jaxpr.jaxpr, [])) == 2
+    matmul.ENABLED = False
+    try:
+        plain = ppl.vi.expectation(program).value_and_grad_estimate(key, w)
+    finally:
+        matmul.ENABLED = True
+    np.testing.assert_allclose(optimised[0], plain[0], rtol=1e-5)
+    np.testing.assert_allclose(optimised[1][0], plain[1][0], rtol=1e-4, atol=1e-6)

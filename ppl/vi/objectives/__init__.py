@@ -5,7 +5,7 @@ Every objective takes a model, a guide and observations and returns an
 parameters (decoders) and guide parameters (encoders) train together.
 """
 
-from ppl.vi.objectives.common import log_density, log_mean_exp, log_weight
+from ppl.vi.objectives.common import log_density, log_mean_exp, log_weight, observations_fn
 from ppl.vi.objectives.elbo import elbo
 from ppl.vi.objectives.hvi import diwhvi, hvi, iwhvi
 from ppl.vi.objectives.iwae import iwae
@@ -25,6 +25,7 @@ __all__ = [
     "log_density",
     "log_mean_exp",
     "log_weight",
+    "observations_fn",
     "renyi",
     "rws",
     "vimco",

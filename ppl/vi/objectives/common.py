@@ -6,12 +6,15 @@
   errors when a guide's choices and a model's latents disagree;
 * :func:`log_weight` -- one importance weight ``log p(x, z) - log q(z)``
   with ``z ~ q``: the integrand of the ELBO and of every multi-sample bound;
-* :func:`log_mean_exp` -- ``log (1/K) sum_k exp(l_k)``.
+* :func:`log_mean_exp` -- ``log (1/K) sum_k exp(l_k)``;
+* :func:`observations_fn` -- observations given as choices, or as a function
+  of the model's arguments (data passed as an argument: minibatches).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -21,6 +24,20 @@ from ppl.core.address import format_address
 from ppl.core.choicemap import ChoiceMap, as_choicemap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.errors import GuideError, UnvisitedConstraintError
+
+
+def observations_fn(observations: Any) -> Callable[[tuple], ChoiceMap]:
+    """``model_args -> ChoiceMap`` from an objective's ``observations`` argument.
+
+    ``observations`` is a choice map (or nested dict, or ``None``) of observed
+    values, fixed when the objective is built; or a function
+    ``observations(model_args) -> choices`` when the data are an argument of
+    the model (a minibatch changes every step: ``lambda args: {"x": args[1]}``).
+    """
+    if callable(observations) and not isinstance(observations, ChoiceMap):
+        return lambda model_args: as_choicemap(observations(model_args))
+    fixed = as_choicemap(observations)
+    return lambda model_args: fixed
 
 
 def log_density(key: Any, gen_fn: GenerativeFunction, choices: Any, args: tuple) -> tuple[Any, Any]:
@@ -71,4 +88,4 @@ def log_mean_exp(log_values: Any, axis: int = 0) -> Any:
     return logsumexp(log_values, axis=axis) - math.log(log_values.shape[axis])
 
 
-__all__ = ["log_density", "log_mean_exp", "log_weight"]
+__all__ = ["log_density", "log_mean_exp", "log_weight", "observations_fn"]

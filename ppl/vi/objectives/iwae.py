@@ -14,11 +14,10 @@ from typing import Any
 
 import jax
 
-from ppl.core.choicemap import as_choicemap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.errors import EstimatorError
 from ppl.vi.expectation import Expectation, expectation, vmap
-from ppl.vi.objectives.common import log_mean_exp, log_weight
+from ppl.vi.objectives.common import log_mean_exp, log_weight, observations_fn
 
 
 def check_particles(particles: Any, what: str) -> int:
@@ -33,11 +32,11 @@ def iwae(
     model: GenerativeFunction, guide: GenerativeFunction, observations: Any = None, *, particles: int
 ) -> Expectation:
     """IWAE bound with ``particles`` samples, an :class:`~ppl.vi.Expectation` over ``(model_args, guide_args)``."""
-    obs = as_choicemap(observations)
+    obs = observations_fn(observations)
     k = check_particles(particles, "ppl.vi.iwae")
 
     def iwae(key: Any, model_args: tuple, guide_args: tuple) -> Any:
-        one = lambda key: log_weight(key, model, guide, obs, model_args, guide_args)  # noqa: E731
+        one = lambda key: log_weight(key, model, guide, obs(model_args), model_args, guide_args)  # noqa: E731
         return log_mean_exp(vmap(one)(jax.random.split(key, k)))
 
     return expectation(iwae)

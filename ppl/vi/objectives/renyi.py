@@ -16,10 +16,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ppl.core.choicemap import as_choicemap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.vi.expectation import Expectation, expectation, vmap
-from ppl.vi.objectives.common import log_mean_exp, log_weight
+from ppl.vi.objectives.common import log_mean_exp, log_weight, observations_fn
 from ppl.vi.objectives.iwae import check_particles
 
 
@@ -32,12 +31,12 @@ def renyi(
     particles: int,
 ) -> Expectation:
     """Renyi alpha-bound with ``particles`` samples, over ``(model_args, guide_args)``."""
-    obs = as_choicemap(observations)
+    obs = observations_fn(observations)
     k = check_particles(particles, "ppl.vi.renyi")
     alpha = float(alpha)
 
     def renyi(key: Any, model_args: tuple, guide_args: tuple) -> Any:
-        one = lambda key: log_weight(key, model, guide, obs, model_args, guide_args)  # noqa: E731
+        one = lambda key: log_weight(key, model, guide, obs(model_args), model_args, guide_args)  # noqa: E731
         logw = vmap(one)(jax.random.split(key, k))
         if math.isclose(alpha, 1.0):
             return jnp.mean(logw)

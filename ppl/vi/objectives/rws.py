@@ -44,12 +44,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ppl.core.choicemap import as_choicemap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.core.selection import Selection
 from ppl.errors import EstimatorError
 from ppl.vi.expectation import Expectation, expectation, vmap
-from ppl.vi.objectives.common import log_density, log_mean_exp
+from ppl.vi.objectives.common import log_density, log_mean_exp, observations_fn
 from ppl.vi.objectives.iwae import check_particles
 
 MODES = ("wake", "wake-theta", "wake-phi", "sleep-phi", "wake-sleep")
@@ -75,7 +74,7 @@ def rws(
     sleep_guide_args: Callable[[tuple, Any], tuple] | None = None,
 ) -> Expectation:
     """Reweighted wake-sleep updates as an :class:`~ppl.vi.Expectation` over ``(model_args, guide_args)``."""
-    obs = as_choicemap(observations)
+    obs_of = observations_fn(observations)
     k = check_particles(particles, "ppl.vi.rws")
     if mode not in MODES:
         raise EstimatorError(f"ppl.vi.rws: mode must be one of {MODES}, got {mode!r}")
@@ -84,10 +83,10 @@ def rws(
             f"ppl.vi.rws(mode={mode!r}) needs sleep_guide_args(guide_args, simulated_observations) -> guide_args "
             "to run the guide on data simulated from the model"
         )
-    observed = Selection(frozenset(obs.addresses()))
 
     def wake(key: Any, model_args: tuple, guide_args: tuple) -> tuple[Any, Any]:
         """(IWAE estimate with theta live, sum_k wbar_k log q_phi(z_k) with phi live)."""
+        obs = obs_of(model_args)
 
         def particle(key: Any) -> tuple[Any, Any]:
             k_q, k_p = jax.random.split(key)
@@ -102,6 +101,7 @@ def rws(
 
     def sleep(key: Any, model_args: tuple, guide_args: tuple) -> Any:
         """log q_phi(z | x) for (z, x) ~ p_theta with theta held fixed."""
+        observed = Selection(frozenset(obs_of(model_args).addresses()))
         p = model.simulate(key, sg(model_args))
         choices = sg(p.choices)
         args = sleep_guide_args(guide_args, choices.filter(observed))

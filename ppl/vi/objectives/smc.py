@@ -34,14 +34,13 @@ from jax.scipy.special import logsumexp
 from numpyro.distributions import Categorical
 
 from ppl.core import context
-from ppl.core.choicemap import as_choicemap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.core.primitive import sample_value
 from ppl.core.scan import Scan
 from ppl.errors import EstimatorError
 from ppl.vi.estimators import reinforce
 from ppl.vi.expectation import Expectation, expectation, scan, vmap
-from ppl.vi.objectives.common import log_density
+from ppl.vi.objectives.common import log_density, observations_fn
 from ppl.vi.objectives.iwae import check_particles
 
 
@@ -71,7 +70,7 @@ def fivo(
             raise EstimatorError(
                 f"ppl.vi.fivo: the {what} must be a ppl.scan(kernel) generative function, got {type(gf).__name__}"
             )
-    obs = as_choicemap(observations)
+    obs_of = observations_fn(observations)
     k = check_particles(particles, "ppl.vi.fivo")
     threshold = float(ess_threshold)
     if resampling_gradient and resampling != "multinomial":
@@ -110,6 +109,7 @@ def fivo(
             return (cp, cq, log_w, log_z), None
 
         init = (many(carry_p), many(carry_q), jnp.zeros(k), jnp.zeros(()))
+        obs = obs_of(model_args)
         (_, _, _, log_z), _ = scan(step, init, (jax.random.split(key, n), xs_p, xs_q, obs), length=n)
         return log_z
 

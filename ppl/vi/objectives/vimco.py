@@ -20,11 +20,10 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from ppl.core.choicemap import as_choicemap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.errors import EstimatorError
 from ppl.vi.expectation import Expectation, expectation, subtract_baseline, vmap
-from ppl.vi.objectives.common import log_mean_exp, log_weight
+from ppl.vi.objectives.common import log_mean_exp, log_weight, observations_fn
 from ppl.vi.objectives.iwae import check_particles
 
 
@@ -43,13 +42,13 @@ def vimco(
     model: GenerativeFunction, guide: GenerativeFunction, observations: Any = None, *, particles: int
 ) -> Expectation:
     """VIMCO: IWAE bound, per-particle leave-one-out baselines; over ``(model_args, guide_args)``."""
-    obs = as_choicemap(observations)
+    obs = observations_fn(observations)
     k = check_particles(particles, "ppl.vi.vimco")
     if k < 2:
         raise EstimatorError("ppl.vi.vimco needs particles >= 2 (its baselines leave one particle out)")
 
     def vimco(key: Any, model_args: tuple, guide_args: tuple) -> Any:
-        one = lambda key: log_weight(key, model, guide, obs, model_args, guide_args)  # noqa: E731
+        one = lambda key: log_weight(key, model, guide, obs(model_args), model_args, guide_args)  # noqa: E731
         logw, scores = vmap(one, scores=True)(jax.random.split(key, k))
         subtract_baseline(scores, leave_one_out_baselines(logw))
         return log_mean_exp(logw)
