@@ -26,6 +26,7 @@ from ppl.vi.objectives import (
     log_density,
     log_mean_exp,
     log_weight,
+    observations_fn,
     renyi,
     rws,
     vimco,
