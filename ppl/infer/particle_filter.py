@@ -88,7 +88,13 @@ from ppl.infer.importance import (
     with_context,
 )
 from ppl.infer.particle_vmap import particle_vmap
-from ppl.infer.particles import ParticleCollection, check_weights, is_traced, log_marginal_likelihood_np
+from ppl.infer.particles import (
+    ParticleCollection,
+    checked_collection,
+    is_traced,
+    log_marginal_likelihood_np,
+)
+from ppl.infer.particles import gather as _gather
 from ppl.infer.tempering import tempered
 
 WHERE = "ppl.infer.particle_filter"
@@ -278,7 +284,7 @@ def _particle_filter(
             idx = jnp.arange(n, dtype=jnp.int32)
             resampled = jnp.array(False)
         if mode != "never":
-            carry = jax.tree_util.tree_map(lambda v: jnp.take(v, idx, axis=0), carry)
+            carry = jax.tree_util.tree_map(lambda v: _gather(v, idx), carry)
         # 2. propagate and reweight
         tr, w = propagate_all(k_prop, carry, x_t, obs_t)
         nan = jnp.isnan(w)
@@ -316,12 +322,12 @@ def _particle_filter(
     # ---- genealogy: the full path of every final particle
     def back(a: Any, inp: tuple) -> tuple:
         idx_t, ch_t = inp
-        return jnp.take(idx_t, a), jax.tree_util.tree_map(lambda v: jnp.take(v, a, axis=0), ch_t)
+        return _gather(idx_t, a), jax.tree_util.tree_map(lambda v: _gather(v, a), ch_t)
 
     a0, path = jax.lax.scan(back, jnp.arange(n, dtype=jnp.int32), (ancestors, step_choices), reverse=True)
     path = jax.tree_util.tree_map(lambda v: jnp.swapaxes(v, 0, 1), path)
     if scan_addr:
-        initial = jax.tree_util.tree_map(lambda v: jnp.take(v, a0, axis=0), prefix_choices)
+        initial = jax.tree_util.tree_map(lambda v: _gather(v, a0), prefix_choices)
         full = initial | path.nest(scan_addr)
         history_choices = step_choices.nest(scan_addr)
     else:
@@ -425,9 +431,7 @@ def _checked(pc: ParticleCollection) -> ParticleCollection:
     """Raise if some step left every particle with weight ``-inf``; warn on NaN weights."""
     hist: FilterHistory = pc.info
     if is_traced(pc.log_weights):
-        logz = pc.log_marginal_likelihood()
-        lw = check_weights(jnp.where(jnp.isfinite(logz), pc.log_weights, -jnp.inf), WHERE, _HINT)
-        return ParticleCollection(pc.traces, lw, pc.log_normalizer, pc.info)
+        return checked_collection(pc, WHERE, _HINT)
     if not np.isfinite(log_marginal_likelihood_np(pc)):
         lw = np.asarray(hist.log_weights)
         n = lw.shape[1]

@@ -147,7 +147,7 @@ def check_weights(log_weights: jax.Array, where: str, hint: str = "") -> jax.Arr
         f"target and every estimate would be NaN. {hint}".rstrip()
     )
     if isinstance(log_weights, jax.core.Tracer):
-        return eqx.error_if(log_weights, ~jnp.any(jnp.isfinite(log_weights)), msg)
+        return log_weights + runtime_check(~jnp.any(jnp.isfinite(log_weights)), msg)
     lw = np.asarray(log_weights)
     if not np.any(np.isfinite(lw)):
         raise DegenerateWeightsError(msg)
@@ -159,6 +159,25 @@ def check_weights(log_weights: jax.Array, where: str, hint: str = "") -> jax.Arr
             stacklevel=3,
         )
     return log_weights
+
+
+def runtime_check(failed: jax.Array, msg: str) -> jax.Array:
+    """A scalar 0 that raises ``msg`` at run time when ``failed`` (``equinox.error_if``).
+
+    Add it to the arrays the check guards: the check runs whenever they are
+    used, and costs a scalar callback rather than a pass over them.
+    """
+    return eqx.error_if(jnp.zeros(()), failed, msg)
+
+
+def checked_collection(pc: ParticleCollection, where: str, hint: str) -> ParticleCollection:
+    """``pc`` guarded (under ``jit``) against a non-finite log marginal likelihood estimate."""
+    msg = (
+        f"{where}: the estimate of the marginal likelihood is 0 or NaN: at some step all "
+        f"{pc.num_particles} particles had log weight -inf or NaN. {hint}".rstrip()
+    )
+    zero = runtime_check(~jnp.isfinite(pc.log_marginal_likelihood()), msg)
+    return ParticleCollection(pc.traces, pc.log_weights + zero, pc.log_normalizer + zero, pc.info)
 
 
 def is_traced(x: Any) -> bool:
@@ -175,8 +194,13 @@ def log_marginal_likelihood_np(pc: ParticleCollection) -> float:
     return float(np.asarray(pc.log_normalizer) + top + np.log(np.mean(np.exp(lw - top))))
 
 
+def gather(x: jax.Array, idx: jax.Array) -> jax.Array:
+    """``x[idx]`` along the particle axis for indices known to be in range (no bounds handling)."""
+    return x.at[idx].get(mode="promise_in_bounds")
+
+
 def _take(tree: Any, idx: jax.Array) -> Any:
-    return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0), tree)
+    return jax.tree_util.tree_map(lambda x: gather(x, idx), tree)
 
 
 # Compiled once per shape (and static argument): eager calls on a collection
@@ -223,4 +247,12 @@ def _sample(pc: ParticleCollection, key: Any, n: int) -> ChoiceMap:
     return _take(pc.choices, resampling.multinomial(key, pc.log_weights, n))
 
 
-__all__ = ["ParticleCollection", "check_weights", "is_traced", "log_marginal_likelihood_np"]
+__all__ = [
+    "ParticleCollection",
+    "check_weights",
+    "checked_collection",
+    "gather",
+    "is_traced",
+    "log_marginal_likelihood_np",
+    "runtime_check",
+]

@@ -53,7 +53,12 @@ from ppl.errors import DegenerateWeightsError, InferenceError, MissingChoiceErro
 from ppl.infer import resampling as resampling_mod
 from ppl.infer.importance import as_observations, check_model, check_particles, with_context
 from ppl.infer.particle_vmap import particle_vmap
-from ppl.infer.particles import ParticleCollection, check_weights, is_traced, log_marginal_likelihood_np
+from ppl.infer.particles import (
+    ParticleCollection,
+    checked_collection,
+    is_traced,
+    log_marginal_likelihood_np,
+)
 from ppl.infer.smc import rejuvenate
 
 # ------------------------------------------------------------ selections
@@ -425,9 +430,7 @@ def tempered_smc(
         max_stages,
     )
     if is_traced(pc.log_weights):
-        logz = pc.log_marginal_likelihood()
-        lw = check_weights(jnp.where(jnp.isfinite(logz), pc.log_weights, -jnp.inf), where, _HINT)
-        return ParticleCollection(pc.traces, lw, pc.log_normalizer, pc.info)
+        return checked_collection(pc, where, _HINT)
     if not np.isfinite(log_marginal_likelihood_np(pc)):
         raise DegenerateWeightsError(
             f"{where}: the estimate of the marginal likelihood is 0: at some temperature every one of the {n} "

@@ -119,7 +119,7 @@ def test_tempered_smc_recovers_conjugate_posterior_and_evidence(name: str) -> No
     assert np.all(stages >= 1)
     if name == "beta-binomial":
         # the same compiled program with an impossible observation (k > n) fails loudly
-        with pytest.raises(Exception, match="all 1000 particles have log weight -inf or NaN"):
+        with pytest.raises(Exception, match="tempered_smc: the estimate of the marginal likelihood is 0 or NaN"):
             jax.block_until_ready(run(jax.random.split(jax.random.key(0), R_REPS), {"k": jnp.asarray(25)}))
 
 
