@@ -156,16 +156,25 @@ class MCMCResult:
         return self._summary_text()
 
     # ---------------------------------------------------------- export
-    def to_arviz(self) -> Any:
-        """An ``arviz.InferenceData``: ``posterior`` (the samples), ``sample_stats``, ``observed_data``."""
+    def to_arviz(self, posterior_predictive: dict[str, Any] | None = None) -> Any:
+        """An ``arviz.InferenceData``: ``posterior`` (the samples), ``sample_stats``, ``observed_data``.
+
+        ``posterior_predictive``: optional draws shaped ``[chain, draw, ...]``
+        (``ppl.infer.predictive(key, model, args, result)``); only the
+        observed addresses are kept, under the observations' names.
+        """
         stats = {k: v for k, v in self.stats.items()}
         if self.step_size is not None:
             stats["step_size"] = np.broadcast_to(self.step_size[:, None], self.stats["diverging"].shape)
         observed = {address_name(a): np.asarray(v) for a, v in self.observations.flat_dict().items()} or None
+        predictive = None
+        if posterior_predictive is not None:
+            predictive = {k: np.asarray(posterior_predictive[k]) for k in (observed or {}) if k in posterior_predictive}
         return to_inference_data(
             self.samples,
             sample_stats=stats,
             observed_data=observed,
+            posterior_predictive=predictive or None,
             attrs={"inference_library": "ppl", "algorithm": self.algorithm},
         )
 

@@ -242,29 +242,15 @@ def _transition(cfg: GradientConfig, logdensity: Callable) -> Callable:
     return hmc_step
 
 
-def _find_start(key: Any, draw: Callable, logdensity: Callable, size: int, dtype: Any) -> tuple[Any, Any]:
-    """Stan's retries: redraw until log density and gradient are finite (at most MAX_INIT_TRIES)."""
-    vg = jax.value_and_grad(logdensity)
-
-    def body(c: tuple) -> tuple:
-        i = c[0]
-        z = draw(jax.random.fold_in(key, i))
-        ld, g = vg(z)
-        ok = jnp.isfinite(ld) & jnp.all(jnp.isfinite(g))
-        return i + 1, z, ld, g, ok
-
-    zero = jnp.zeros((size,), dtype)
-    start = (jnp.int32(0), zero, jnp.zeros((), dtype), zero, jnp.bool_(False))
-    _, z, ld, g, ok = jax.lax.while_loop(lambda c: (~c[4]) & (c[0] < MAX_INIT_TRIES), body, start)
-    return blackjax.mcmc.hmc.HMCState(z, ld, g), ok
-
-
 @partial(jax.jit, static_argnums=(0,))
-def _start_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, z_user: Any, mask: Any) -> tuple[Any, Any]:
-    """Per chain, a starting state with finite log density and gradient (Stan's retries).
+def _start_program(
+    static: tuple, key: Any, attempt: Any, dyn: Any, obs: ChoiceMap, z_user: Any, mask: Any
+) -> tuple[Any, Any]:
+    """One initialisation attempt per chain: a state and whether its density and gradient are finite.
 
     A separate (small) program, so a model whose density is non-finite
-    everywhere fails before the sampler is compiled.
+    everywhere fails before the sampler is compiled; retries (Stan's rule)
+    call it again with the next ``attempt`` for the chains that failed.
     """
     model, spec, s, num_chains = static
     args = Problem(model, spec, (), obs).args(dyn)
@@ -275,14 +261,31 @@ def _start_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, z_user: An
         return unconstrained_log_density(model, space.unravel(z), args, obs)
 
     def start(k: Any, zu: Any) -> tuple[Any, Any]:
-        def draw(kk: Any) -> Any:
-            z = ravel_pytree(unconstrained_init(kk, model, args, obs))[0].astype(dtype)
-            return z if mask is None else jnp.where(mask, zu, z)
-
-        return _find_start(k, draw, logdensity, space.size, dtype)
+        z = ravel_pytree(unconstrained_init(jax.random.fold_in(k, attempt), model, args, obs))[0].astype(dtype)
+        z = z if mask is None else jnp.where(mask, zu, z)
+        ld, g = jax.value_and_grad(logdensity)(z)
+        ok = jnp.isfinite(ld) & jnp.all(jnp.isfinite(g))
+        return blackjax.mcmc.hmc.HMCState(z, ld, g), ok
 
     zu = jnp.zeros((num_chains, space.size), dtype) if z_user is None else z_user
     return jax.vmap(start)(jax.random.split(key, num_chains), zu)
+
+
+def _find_starts(problem: Problem, s: Structure, num_chains: int, key: Any, z_user: Any, mask: Any) -> tuple[Any, Any]:
+    """Stan's retries: redraw the chains whose start is not finite, at most MAX_INIT_TRIES times."""
+    static = (problem.model, problem.spec, s, num_chains)
+    states, ok = _start_program(static, key, 0, problem.dyn, problem.observations, z_user, mask)
+    ok = np.asarray(ok)
+    attempt = 1
+    while not ok.all() and attempt < MAX_INIT_TRIES:
+        new, new_ok = _start_program(static, key, attempt, problem.dyn, problem.observations, z_user, mask)
+        redo = jnp.asarray(~ok)
+        states = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(redo.reshape((-1,) + (1,) * (a.ndim - 1)), b, a), states, new
+        )
+        ok = ok | np.asarray(new_ok)
+        attempt += 1
+    return states, ok
 
 
 @partial(jax.jit, static_argnums=(0,))
@@ -415,10 +418,7 @@ def _gradient_run(
             (problem.model, problem.spec), s.continuous, k_user, problem.dyn, problem.observations, init_cm
         )
         mask = _user_mask(s, init_cm)
-    states, ok = _start_program(
-        (problem.model, problem.spec, s, cfg.num_chains), k_init, problem.dyn, problem.observations, z_user, mask
-    )
-    ok = np.asarray(ok)
+    states, ok = _find_starts(problem, s, cfg.num_chains, k_init, z_user, mask)
     if not ok.all():
         raise _init_error(problem, s, ok, np.asarray(states.position), init_cm is not None)
     static = (problem.model, problem.spec, s, cfg)

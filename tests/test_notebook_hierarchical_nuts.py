@@ -1,0 +1,46 @@
+"""Execute notebooks/hierarchical_nuts.ipynb and check what it reports."""
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "hierarchical_nuts.ipynb"
+REFERENCE = ROOT / "tests" / "data" / "posteriordb" / "eight_schools-eight_schools_noncentered" / "reference.json"
+
+
+@pytest.fixture(scope="module")
+def summary():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
+    last = [c for c in nb.cells if c.cell_type == "code"][-1]
+    text = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
+    return ast.literal_eval(text.strip().splitlines()[-1])
+
+
+def test_centred_funnel_diverges_and_non_centred_fixes_it(summary):
+    div = summary["divergences"]
+    assert div["centred"] >= 10  # the funnel: dozens in our runs
+    assert div["non_centred"] <= 5
+    # the centred chains under-explore small tau
+    assert summary["p_tau_below_1"]["non_centred"] > summary["p_tau_below_1"]["centred"]
+    assert summary["max_rhat_non_centred"] < 1.01
+    assert summary["min_ess_non_centred"] > 400
+
+
+def test_non_centred_posterior_matches_posteriordb(summary):
+    ref = json.loads(REFERENCE.read_text())["parameters"]["mu"]
+    # 4 standard errors of the difference of two Monte Carlo means
+    se = (summary["mu_mcse"] ** 2 + ref["mcse_mean"] ** 2) ** 0.5
+    assert abs(summary["mu_mean"] - ref["mean"]) <= 4 * se
+
+
+def test_predictive_check_and_arviz_groups(summary):
+    assert {"posterior", "sample_stats", "observed_data", "posterior_predictive"} <= set(summary["ppc_groups"])
+    assert 0.05 < summary["p_max"] < 0.95
