@@ -106,7 +106,8 @@ def hand_objective(cfg: Config, iwae: bool):
         eps = jax.random.normal(key, (k, *loc.shape)) if iwae else jax.random.normal(key, loc.shape)
         z = loc + scale * eps  # (K, B, L) or (B, L)
         logits = decode(cfg, params["dec"], z.reshape(-1, cfg.latent)).reshape(*z.shape[:-1], cfg.pixels)
-        log_px = jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
+        softplus = jnp.maximum(logits, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))  # stable, cheaper than logaddexp
+        log_px = jnp.sum(x * logits - softplus, axis=-1)
         log_pz = jnp.sum(-0.5 * z**2 - half_log_2pi, axis=-1)
         log_qz = jnp.sum(-0.5 * eps**2 - jnp.log(scale) - half_log_2pi, axis=-1)  # log N(z; loc, scale) via eps
         log_w = log_px + log_pz - log_qz

@@ -25,6 +25,9 @@ from ppl.core.choicemap import ChoiceMap, as_choicemap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.errors import GuideError, UnvisitedConstraintError
 
+#: ``fold_in`` data deriving the model's key from the key of one importance weight
+MODEL_STREAM = 0xED6F646C  # >= 2**31: never equal to an address hash (those are < 2**31)
+
 
 def observations_fn(observations: Any) -> Callable[[tuple], ChoiceMap]:
     """``model_args -> ChoiceMap`` from an objective's ``observations`` argument.
@@ -77,9 +80,10 @@ def log_weight(
     guide_args: tuple,
 ) -> Any:
     """``log p(x, z; model_args) - log q(z; guide_args)`` with ``z ~ q``: one importance weight."""
-    k_guide, k_model = jax.random.split(key)
-    q = guide.simulate(k_guide, guide_args)
-    log_p, _ = log_density(k_model, model, q.choices | observations, model_args)
+    q = guide.simulate(key, guide_args)
+    # the model's key (used only by models that estimate their density by sampling) is a separate
+    # stream derived from the same key: computed only when used, so a plain model costs no hashing
+    log_p, _ = log_density(jax.random.fold_in(key, MODEL_STREAM), model, q.choices | observations, model_args)
     return log_p - q.score
 
 
