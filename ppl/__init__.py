@@ -34,6 +34,7 @@ from ppl.core import (
     unconstrained_log_density,
     vmap,
 )
+from ppl.core.staging import clear_caches
 from ppl.errors import PPLError
 
 __version__ = "0.1.0"
@@ -59,6 +60,7 @@ __all__ = [
     "Selection",
     "Trace",
     "choices",
+    "clear_caches",
     "cond",
     "deterministic",
     "dist",

@@ -136,6 +136,17 @@ class Partitioned:
         return obj
 
 
+def clear_caches() -> None:
+    """Free every compiled program (JAX's caches, which hold ppl's too).
+
+    Each generative function keeps the programs compiled for its top-level
+    GFI calls (its traces refer back to it, so they live as long as JAX's
+    caches do). A long session that defines many throw-away models and calls
+    them eagerly can call ``ppl.clear_caches()`` to release them.
+    """
+    jax.clear_caches()
+
+
 def staged(owner: Any, name: str, impl: Callable[..., Any], *args: Any) -> Any:
     """Call ``impl(*args)`` compiled, with static leaves held static.
 

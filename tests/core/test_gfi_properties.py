@@ -44,6 +44,7 @@ def total(d: dict) -> float:
 @SETTINGS
 @given(spec=specs, seed=st.integers(0, 2**16))
 def test_gfi_weights_match_reference(spec, seed):
+    ppl.clear_caches()  # hundreds of throw-away models: release their compiled programs
     model = build(spec)
     k1, k2, k3, k4 = jax.random.split(jax.random.key(seed), 4)
     tr = model.simulate(k1, (A,))
@@ -107,6 +108,7 @@ def _same(x, y) -> bool:
 @settings(max_examples=max(5, EXAMPLES // 3), deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=specs)
 def test_vmapped_gfi_equals_python_loop(spec):
+    ppl.clear_caches()
     model = build(spec)
     keys = jax.random.split(jax.random.key(1), 3)
     args = jnp.array([0.1, -0.4, 0.7])
