@@ -116,7 +116,7 @@ def warn_if_no_latents(traces: Any, observations: ChoiceMap, where: str) -> None
             f"{where}: every choice of the model is observed, so there is nothing to infer: all particles "
             "are the same trace and log_marginal_likelihood() is the exact log density of the observations",
             NoLatentChoicesWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
 
 

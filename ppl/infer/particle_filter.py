@@ -85,6 +85,7 @@ from ppl.infer.importance import (
     check_particles,
     check_proposal,
     observed_overlap,
+    warn_if_no_latents,
     with_context,
 )
 from ppl.infer.particle_vmap import particle_vmap
@@ -157,6 +158,7 @@ def find_scan(model: GenerativeFunction, args: tuple, obs: ChoiceMap, scan_addre
             tr = jax.eval_shape(lambda k: model.generate(k, obs, args)[0], jax.random.key(0))
         except UnvisitedConstraintError as e:
             raise with_context(e, WHERE, "the observations") from None
+        warn_if_no_latents(tr, obs, WHERE)
         return (), model, int(tr.inner.score.shape[0])
     try:
         tr = jax.eval_shape(lambda k: model.generate(k, obs, args)[0], jax.random.key(0))
@@ -183,6 +185,7 @@ def find_scan(model: GenerativeFunction, args: tuple, obs: ChoiceMap, scan_addre
         names = ", ".join(format_address(k) for k, _ in scans)
         raise InferenceError(f"{WHERE}: {model.name} has several ppl.scan calls ({names}); pass scan_address=")
     addr, scan_tr = scans[0]
+    warn_if_no_latents(tr, obs, WHERE)
     after = tr.keys[tr.keys.index(addr) + 1 :]
     for k in after:
         if not isinstance(tr.get_subtrace(k), DeterministicTrace):

@@ -18,6 +18,7 @@ import pytest
 import ppl
 from ppl import dist
 from ppl.errors import DegenerateWeightsError, InferenceError, UnvisitedConstraintError
+from ppl.infer.particle_filter import find_scan
 from tests.infer.smc_testing import T, kalman, lg_model, lg_step, locally_optimal, prior_mh, simulate_lg
 
 YS = simulate_lg(0)
@@ -171,6 +172,17 @@ def choice_after_scan(num_steps):
     x0 = dist.Normal(0.0, 1.0) @ "x0"
     final, _ = ppl.scan(lg_step, length=num_steps)(x0, None) @ "steps"
     dist.Normal(final, 1.0) @ "end"
+
+
+@ppl.gen
+def observed_walk(c, _):
+    dist.Normal(c, 1.0) @ "y"
+    return c, None
+
+
+def test_model_without_latent_choices_warns() -> None:
+    with pytest.warns(ppl.infer.NoLatentChoicesWarning, match="every choice of the model is observed"):
+        find_scan(ppl.scan(observed_walk, length=T), (0.0, None), ppl.choices({"y": jnp.zeros(T)}), None)
 
 
 def test_unsupported_models_are_explained() -> None:
