@@ -159,7 +159,9 @@ def _genjax_timings(n: int, repeats: int) -> tuple[list[Timing], str]:
         f"GenJAX {res['genjax']} (jax {res['jax']}) measured in its own process: hand-written "
         f"{res['hand_s'] * 1e3:.2f} ms there, GenJAX/hand ratio {res['genjax_s'] / res['hand_s']:.2f}"
     )
-    return [Timing("GenJAX 1.0 SMC (own process, rescaled)", res["genjax_compile_s"], res["genjax_s"] / res["hand_s"])], note
+    return [
+        Timing("GenJAX 1.0 SMC (own process, rescaled)", res["genjax_compile_s"], res["genjax_s"] / res["hand_s"])
+    ], note
 
 
 def rows(quick: bool = False) -> list[Row]:
