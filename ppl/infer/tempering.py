@@ -251,14 +251,17 @@ class Tempered(GenerativeFunction):
         return tr, w
 
 
-_TEMPERED: dict = {}
-
-
 def tempered(model: GenerativeFunction) -> Tempered:
-    """The tempered model ``p(x) p(y | x)^beta``, called with ``(beta, observations, *model_args)``."""
-    gf = _TEMPERED.get(model)
+    """The tempered model ``p(x) p(y | x)^beta``, called with ``(beta, observations, *model_args)``.
+
+    One object per model (kept on the model, so it lives as long as the model
+    and reuses its compiled GFI programs across calls).
+    """
+    if not isinstance(model, GenerativeFunction):
+        raise InferenceError(f"tempered() needs a generative function, got {type(model).__name__}")
+    gf = model.__dict__.get("_ppl_tempered")
     if gf is None:
-        gf = _TEMPERED[model] = Tempered(model)
+        gf = model.__dict__["_ppl_tempered"] = Tempered(model)
     return gf
 
 
