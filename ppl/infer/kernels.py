@@ -11,6 +11,12 @@ max_tree_depth)``, ``gibbs(address)``; ``cycle(*kernels)``,
 ``mixture(kernels, weights)``, ``repeat(kernel, n)``. Every step returns an
 :class:`MCMCInfo` (``accepted``, ``acceptance_rate``, ``is_divergent``,
 ``num_steps``).
+
+A trace holds the observations as choices too: a kernel's ``selection``
+(or ``address``) must name latent choices only. Gradient kernels move the
+selected continuous choices in unconstrained space (``ppl.to_unconstrained``
+/ ``ppl.from_unconstrained``), holding every other choice of the trace
+fixed; naming a discrete choice raises ``SelectionError``.
 """
 
 from ppl.infer.mcmc.combinators import cycle, mixture, repeat

@@ -10,7 +10,9 @@ and every parameter must have |z_mean| <= 4 and |z_sd| <= 4 (for a correct
 sampler the z-scores are about standard normal: |z| > 4 almost never
 happens by chance); R-hat must be <= 1.01. 4 chains x (1000 warm-up + 1000
 draws), NumPyro/Stan defaults except where the README says posteriordb
-needed more (diamonds: dense mass matrix; gp_pois_regr: target_accept 0.99).
+needed more (diamonds: dense mass matrix; gp_pois_regr: target_accept 0.99)
+and for sblrc, whose sigma mixes slowly (4 x 2000 draws, so that R-hat's
+own noise stays below the 1.01 threshold).
 
 Precision: float32, except gp_pois_regr, whose Stan program adds a jitter of
 1e-10 to a nearly singular 11 x 11 covariance before its Cholesky factor:
@@ -55,7 +57,7 @@ def test_posteriordb_nuts_matches_reference(name: str) -> None:
     assert set(draws) == set(ref["parameters"])
     failures = []
     for pname, x in draws.items():
-        assert x.shape == (4, 1000), pname
+        assert x.shape == (4, options.get("num_samples", 1000)), pname
         z_mean, z_sd = z_scores(x, ref["parameters"][pname])
         rhat = float(az.rhat(x))
         if abs(z_mean) > 4 or abs(z_sd) > 4 or rhat > 1.01:
