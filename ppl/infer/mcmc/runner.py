@@ -1,20 +1,14 @@
 """MCMC runners: ``nuts``, ``hmc``, ``mala``, ``mh`` and ``run_mcmc`` for any kernel.
 
-Every run -- initialisation, warm-up, sampling, all chains, and mapping the
-draws back to constrained space -- is one compiled program: chains are
-vectorised with ``vmap`` inside a ``lax.scan`` over iterations. Programs are
-``jax.jit`` functions whose static key holds the model, the arguments'
-static structure and the run's settings, so a second call with equal shapes
-(new data of the same shape, a new key) reuses the compiled code.
-
-Initialisation (Stan's rule): each chain draws its unconstrained position
-uniformly from ``(-2, 2)`` (``ppl.unconstrained_init``; improper priors are
-never sampled), or starts from the user's ``init`` (constrained values, one
-shared set or one per chain with a leading chain axis; choices not given are
-drawn as above). A draw whose log density or gradient is not finite is
-retried (up to 100 times); if a chain finds no finite point the run raises
-:class:`ppl.errors.InitializationError` naming the choices with non-finite
-density.
+Warm-up, sampling, all chains, and mapping the draws back to constrained
+space are one compiled program: chains are vectorised with ``vmap`` inside a
+single ``lax.scan`` over the warm-up and sampling iterations (so the kernel
+is compiled once). Programs are ``jax.jit`` functions whose static key holds
+the model, the arguments' static structure and the run's settings, so a
+second call with equal shapes (new data of the same shape, a new key, with
+or without a progress bar) reuses the compiled code. Starting points come
+first, from a small separate program (:mod:`ppl.infer.mcmc.initialization`:
+Stan's uniform(-2, 2) rule or the user's ``init``, with retries).
 
 Gradient runners (``nuts``, ``hmc``, ``mala``) adapt the step size (dual
 averaging towards ``target_accept``) and a diagonal or dense inverse mass
@@ -34,28 +28,32 @@ import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from ppl.core import (
     ChoiceMap,
     Selection,
     from_unconstrained,
     select,
-    to_unconstrained,
-    unconstrained_init,
     unconstrained_log_density,
 )
-from ppl.core.address import format_address
-from ppl.core.choicemap import as_choicemap
 from ppl.core.generative_function import check_key
-from ppl.errors import ConstraintShapeError, InferenceError, InitializationError, PPLError
+from ppl.errors import PPLError
 from ppl.infer.mcmc import progress
 from ppl.infer.mcmc.adaptation import initial_step_size, schedule, window_adaptation
 from ppl.infer.mcmc.combinators import cycle
+from ppl.infer.mcmc.initialization import (
+    find_starts,
+    flat_space,
+    init_error,
+    init_values,
+    trace_init_error,
+    trace_start_program,
+    user_mask,
+    user_positions,
+)
 from ppl.infer.mcmc.kernel import MCMCKernel
 from ppl.infer.mcmc.metropolis import mh as mh_kernel
 from ppl.infer.mcmc.result import MCMCResult, Samples, address_name, check_draws
-from ppl.infer.mcmc.space import FlatSpace, space_from_shapes
 from ppl.infer.mcmc.structure import (
     Problem,
     Structure,
@@ -64,8 +62,6 @@ from ppl.infer.mcmc.structure import (
     require_latent,
     structure,
 )
-
-MAX_INIT_TRIES = 100
 
 
 class GradientConfig(NamedTuple):
@@ -92,113 +88,6 @@ def _check_counts(num_warmup: Any, num_samples: Any, num_chains: Any) -> None:
     for name, v, low in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1), ("num_chains", num_chains, 1)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
             raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
-
-
-def _shapes_map(entries: tuple) -> ChoiceMap:
-    return ChoiceMap({a: jax.ShapeDtypeStruct(s.shape, jnp.dtype(s.dtype)) for a, s in entries}, _trusted=True)
-
-
-def _space(s: Structure) -> FlatSpace:
-    return space_from_shapes(_shapes_map(s.unconstrained))
-
-
-# ------------------------------------------------------------ user init
-def _init_values(problem: Problem, s: Structure, init: Any, num_chains: int) -> ChoiceMap | None:
-    """The user's initial values broadcast to a leading chain axis (or None)."""
-    if init is None:
-        return None
-    cm = as_choicemap(init)
-    shapes = dict(s.constrained)
-    latent = set(s.latent)
-    out = {}
-    for a, v in cm.flat_dict().items():
-        if a not in latent:
-            what = "observed" if a in set(s.observed) else "not a choice of the model"
-            raise InferenceError(
-                f"init gives a value at {format_address(a)}, which is {what}; init takes constrained values of "
-                f"latent choices: {', '.join(format_address(x) for x in s.latent[:10])}"
-            )
-        v = jnp.asarray(v)
-        site = shapes[a].shape
-        if tuple(v.shape) == site:
-            v = jnp.broadcast_to(v, (num_chains, *site))
-        elif tuple(v.shape) != (num_chains, *site):
-            raise ConstraintShapeError(
-                f"init value at {format_address(a)} has shape {tuple(v.shape)}; expected {site} (shared by all "
-                f"chains) or {(num_chains, *site)} (one per chain)"
-            )
-        out[a] = v.astype(jnp.dtype(shapes[a].dtype))
-    return ChoiceMap(out, _trusted=True)
-
-
-@partial(jax.jit, static_argnums=(0, 1))
-def _user_positions(problem_static: tuple, continuous: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: ChoiceMap):
-    """Flat unconstrained starting points ``[chain, D]`` agreeing with the user's init."""
-    model, spec = problem_static
-    args = Problem(model, spec, (), obs).args(dyn)
-    sel = select(*continuous)
-
-    def one(k: Any, given: ChoiceMap) -> Any:
-        u_rest = unconstrained_init(k, model, args, obs | given)
-        tr = from_unconstrained(model, u_rest, args, obs | given, key=k)[0]
-        return ravel_pytree(to_unconstrained(tr, sel))[0]
-
-    n = jax.tree_util.tree_leaves(init)[0].shape[0]
-    return jax.vmap(one)(jax.random.split(key, n), init)
-
-
-def _user_mask(s: Structure, init: ChoiceMap) -> Any:
-    given = set(init.addresses())
-    mask = ChoiceMap({a: jnp.full(sh.shape, a in given) for a, sh in s.unconstrained}, _trusted=True)
-    return ravel_pytree(mask)[0].astype(bool)
-
-
-# ------------------------------------------------------ init diagnosis
-def _trace_problems(tr: Any) -> str:
-    """Which choices (or factors) of a trace have a non-finite log density."""
-    addrs = tr.choices.addresses()
-    dens = {a: float(tr.project(select(a))) for a in addrs}
-    bad = [a for a, v in dens.items() if not np.isfinite(v)]
-    if bad:
-        return "non-finite log density at " + ", ".join(format_address(a) for a in bad)
-    if not np.isfinite(float(tr.score)):
-        return "a ppl.factor term is non-finite"
-    return ""
-
-
-def _diagnose(problem: Problem, s: Structure, z: Any) -> str:
-    """Which choices have a non-finite log density (or gradient) at ``z``."""
-    space = _space(s)
-    args = problem.args()
-    obs = problem.observations
-    parts = []
-    try:
-        tr = from_unconstrained(problem.model, space.unravel(z), args, obs)[0]
-        parts.append(_trace_problems(tr))
-        g = jax.grad(lambda x: unconstrained_log_density(problem.model, space.unravel(x), args, obs))(z)
-        gm = space.unravel(g)
-        badg = [a for a in gm.addresses() if not np.all(np.isfinite(np.asarray(gm[a])))]
-        if badg:
-            parts.append("non-finite gradient with respect to " + ", ".join(format_address(a) for a in badg))
-    except Exception as e:  # the diagnosis must not hide the initialisation error
-        parts.append(f"evaluating the model there raised {type(e).__name__}: {e}")
-    return "; ".join(p for p in parts if p) or "log density non-finite"
-
-
-def _init_error(problem: Problem, s: Structure, ok: np.ndarray, z: Any, user: bool) -> InitializationError:
-    failed = [int(i) for i in np.flatnonzero(~ok)]
-    why = _diagnose(problem, s, z[failed[0]])
-    hint = (
-        "check the init values you gave (they must lie in each choice's support)"
-        if user
-        else "check the model's densities and the data (e.g. a scale that can be zero, log of a negative "
-        "number), or give init values"
-    )
-    return InitializationError(
-        f"{problem.model.name}: no initial point with a finite log density and gradient for chain(s) {failed} "
-        f"after {MAX_INIT_TRIES} tries of Stan's uniform(-2, 2) initialisation; at the last try of chain "
-        f"{failed[0]}: {why}. {hint}"
-    )
 
 
 # ------------------------------------------------------ the programs
@@ -243,57 +132,11 @@ def _transition(cfg: GradientConfig, logdensity: Callable) -> Callable:
 
 
 @partial(jax.jit, static_argnums=(0,))
-def _start_program(
-    static: tuple, key: Any, attempt: Any, dyn: Any, obs: ChoiceMap, z_user: Any, mask: Any
-) -> tuple[Any, Any]:
-    """One initialisation attempt per chain: a state and whether its density and gradient are finite.
-
-    A separate (small) program, so a model whose density is non-finite
-    everywhere fails before the sampler is compiled; retries (Stan's rule)
-    call it again with the next ``attempt`` for the chains that failed.
-    """
-    model, spec, s, num_chains = static
-    args = Problem(model, spec, (), obs).args(dyn)
-    space = _space(s)
-    dtype = jnp.result_type(float)
-
-    def logdensity(z: Any) -> Any:
-        return unconstrained_log_density(model, space.unravel(z), args, obs)
-
-    def start(k: Any, zu: Any) -> tuple[Any, Any]:
-        z = ravel_pytree(unconstrained_init(jax.random.fold_in(k, attempt), model, args, obs))[0].astype(dtype)
-        z = z if mask is None else jnp.where(mask, zu, z)
-        ld, g = jax.value_and_grad(logdensity)(z)
-        ok = jnp.isfinite(ld) & jnp.all(jnp.isfinite(g))
-        return blackjax.mcmc.hmc.HMCState(z, ld, g), ok
-
-    zu = jnp.zeros((num_chains, space.size), dtype) if z_user is None else z_user
-    return jax.vmap(start)(jax.random.split(key, num_chains), zu)
-
-
-def _find_starts(problem: Problem, s: Structure, num_chains: int, key: Any, z_user: Any, mask: Any) -> tuple[Any, Any]:
-    """Stan's retries: redraw the chains whose start is not finite, at most MAX_INIT_TRIES times."""
-    static = (problem.model, problem.spec, s, num_chains)
-    states, ok = _start_program(static, key, 0, problem.dyn, problem.observations, z_user, mask)
-    ok = np.asarray(ok)
-    attempt = 1
-    while not ok.all() and attempt < MAX_INIT_TRIES:
-        new, new_ok = _start_program(static, key, attempt, problem.dyn, problem.observations, z_user, mask)
-        redo = jnp.asarray(~ok)
-        states = jax.tree_util.tree_map(
-            lambda a, b: jnp.where(redo.reshape((-1,) + (1,) * (a.ndim - 1)), b, a), states, new
-        )
-        ok = ok | np.asarray(new_ok)
-        attempt += 1
-    return states, ok
-
-
-@partial(jax.jit, static_argnums=(0,))
 def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, states: Any, show: Any) -> dict:
     """Warm-up and sampling of every chain from ``states``, then the constrained draws."""
     model, spec, s, cfg = static
     args = Problem(model, spec, (), obs).args(dyn)
-    space = _space(s)
+    space = flat_space(s)
     dtype = jnp.result_type(float)
     C, W, S = cfg.num_chains, cfg.num_warmup, cfg.num_samples
 
@@ -411,16 +254,16 @@ def _gradient_run(
         int(num_steps),
     )
     k_user, k_init, k_run = jax.random.split(key, 3)
-    init_cm = _init_values(problem, s, init, cfg.num_chains)
+    init_cm = init_values(problem, s, init, cfg.num_chains)
     z_user = mask = None
     if init_cm is not None:
-        z_user = _user_positions(
+        z_user = user_positions(
             (problem.model, problem.spec), s.continuous, k_user, problem.dyn, problem.observations, init_cm
         )
-        mask = _user_mask(s, init_cm)
-    states, ok = _find_starts(problem, s, cfg.num_chains, k_init, z_user, mask)
+        mask = user_mask(s, init_cm)
+    states, ok = find_starts(problem, s, cfg.num_chains, k_init, z_user, mask)
     if not ok.all():
-        raise _init_error(problem, s, ok, np.asarray(states.position), init_cm is not None)
+        raise init_error(problem, s, ok, np.asarray(states.position), init_cm is not None)
     static = (problem.model, problem.spec, s, cfg)
     label = f"{algorithm} ({cfg.num_chains} chains)"
     if show:
@@ -576,32 +419,6 @@ def mala(
 
 # ------------------------------------------------------ any kernel
 @partial(jax.jit, static_argnums=(0,))
-def _trace_start_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: Any) -> tuple[Any, Any]:
-    """Per chain, an initial trace with a finite score (Stan's retries; discrete choices from the prior)."""
-    model, spec, num_chains = static
-    args = Problem(model, spec, (), obs).args(dyn)
-
-    def start(k: Any, given: Any) -> tuple[Any, Any]:
-        cons = obs if given is None else obs | given
-
-        def attempt(i: Any) -> tuple[Any, Any]:
-            kk = jax.random.fold_in(k, i)
-            u = unconstrained_init(kk, model, args, cons)
-            tr = from_unconstrained(model, u, args, cons, key=kk)[0]
-            return tr, jnp.isfinite(tr.score)
-
-        tr0, ok0 = attempt(0)
-
-        def body(c: tuple) -> tuple:
-            return (c[0] + 1, *attempt(c[0]))
-
-        _, tr, ok = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < MAX_INIT_TRIES), body, (jnp.int32(1), tr0, ok0))
-        return tr, ok
-
-    return jax.vmap(start)(jax.random.split(key, num_chains), init)
-
-
-@partial(jax.jit, static_argnums=(0,))
 def _kernel_program(static: tuple, key: Any, traces: Any, show: Any) -> dict:
     """``num_warmup + num_samples`` steps of every chain in one scan; draws after warm-up."""
     s, kernel, cfg = static
@@ -672,20 +489,14 @@ def run_mcmc(
             raise PPLError(f"the kernel builder returned a {type(kernel).__name__}, not an MCMCKernel")
     show = progress.default_enabled() if progress_bar is None else bool(progress_bar)
     cfg = KernelConfig(int(num_warmup), int(num_samples), int(num_chains))
-    init_cm = _init_values(problem, s, init, cfg.num_chains)
+    init_cm = init_values(problem, s, init, cfg.num_chains)
     k_init, k_run = jax.random.split(key)
-    traces, ok = _trace_start_program(
+    traces, ok = trace_start_program(
         (problem.model, problem.spec, cfg.num_chains), k_init, problem.dyn, problem.observations, init_cm
     )
     ok = np.asarray(ok)
     if not ok.all():
-        failed = [int(i) for i in np.flatnonzero(~ok)]
-        why = _trace_problems(jax.tree_util.tree_map(lambda x: x[failed[0]], traces))
-        raise InitializationError(
-            f"{problem.model.name}: no initial trace with a finite log density for chain(s) {failed} after "
-            f"{MAX_INIT_TRIES} tries; at the last try of chain {failed[0]}: {why}. Check the model's densities "
-            "and the data, or give init values"
-        )
+        raise trace_init_error(problem, ok, traces)
     static = (s, kernel, cfg)
     name = algorithm or "mcmc"
     if show:

@@ -1,0 +1,228 @@
+"""Initialisation of MCMC chains: Stan's rule, user-given values, retries, diagnosis.
+
+Each chain draws its unconstrained position uniformly from ``(-2, 2)``
+(``ppl.unconstrained_init``; improper priors are never sampled) or starts
+from the user's ``init`` (constrained values; one shared set, or one per
+chain with a leading chain axis; choices not given are drawn as above). A
+chain whose log density or gradient is not finite is redrawn, up to
+``MAX_INIT_TRIES`` times (Stan: 100); a chain that never finds a finite
+point raises :class:`ppl.errors.InitializationError` naming the choices with
+a non-finite density (or gradient). Starting points come from small
+separate programs, so such a model fails before the sampler is compiled.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ppl.core import (
+    ChoiceMap,
+    from_unconstrained,
+    select,
+    to_unconstrained,
+    unconstrained_init,
+    unconstrained_log_density,
+)
+from ppl.core.address import format_address
+from ppl.core.choicemap import as_choicemap
+from ppl.errors import ConstraintShapeError, InferenceError, InitializationError
+from ppl.infer.mcmc.space import FlatSpace, space_from_shapes
+from ppl.infer.mcmc.structure import Problem, Structure
+
+MAX_INIT_TRIES = 100
+
+
+def _shapes_map(entries: tuple) -> ChoiceMap:
+    return ChoiceMap({a: jax.ShapeDtypeStruct(s.shape, jnp.dtype(s.dtype)) for a, s in entries}, _trusted=True)
+
+
+def flat_space(s: Structure) -> FlatSpace:
+    """The flat unconstrained space of a model's continuous latent choices."""
+    return space_from_shapes(_shapes_map(s.unconstrained))
+
+
+def init_values(problem: Problem, s: Structure, init: Any, num_chains: int) -> ChoiceMap | None:
+    """The user's initial values broadcast to a leading chain axis (or None)."""
+    if init is None:
+        return None
+    cm = as_choicemap(init)
+    shapes = dict(s.constrained)
+    latent = set(s.latent)
+    out = {}
+    for a, v in cm.flat_dict().items():
+        if a not in latent:
+            what = "observed" if a in set(s.observed) else "not a choice of the model"
+            raise InferenceError(
+                f"init gives a value at {format_address(a)}, which is {what}; init takes constrained values of "
+                f"latent choices: {', '.join(format_address(x) for x in s.latent[:10])}"
+            )
+        v = jnp.asarray(v)
+        site = shapes[a].shape
+        if tuple(v.shape) == site:
+            v = jnp.broadcast_to(v, (num_chains, *site))
+        elif tuple(v.shape) != (num_chains, *site):
+            raise ConstraintShapeError(
+                f"init value at {format_address(a)} has shape {tuple(v.shape)}; expected {site} (shared by all "
+                f"chains) or {(num_chains, *site)} (one per chain)"
+            )
+        out[a] = v.astype(jnp.dtype(shapes[a].dtype))
+    return ChoiceMap(out, _trusted=True)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def user_positions(problem_static: tuple, continuous: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: ChoiceMap):
+    """Flat unconstrained starting points ``[chain, D]`` agreeing with the user's init."""
+    model, spec = problem_static
+    args = Problem(model, spec, (), obs).args(dyn)
+    sel = select(*continuous)
+
+    def one(k: Any, given: ChoiceMap) -> Any:
+        u_rest = unconstrained_init(k, model, args, obs | given)
+        tr = from_unconstrained(model, u_rest, args, obs | given, key=k)[0]
+        return ravel_pytree(to_unconstrained(tr, sel))[0]
+
+    n = jax.tree_util.tree_leaves(init)[0].shape[0]
+    return jax.vmap(one)(jax.random.split(key, n), init)
+
+
+def user_mask(s: Structure, init: ChoiceMap) -> Any:
+    given = set(init.addresses())
+    mask = ChoiceMap({a: jnp.full(sh.shape, a in given) for a, sh in s.unconstrained}, _trusted=True)
+    return ravel_pytree(mask)[0].astype(bool)
+
+
+# ------------------------------------------------------ init diagnosis
+def trace_problems(tr: Any) -> str:
+    """Which choices (or factors) of a trace have a non-finite log density."""
+    addrs = tr.choices.addresses()
+    dens = {a: float(tr.project(select(a))) for a in addrs}
+    bad = [a for a, v in dens.items() if not np.isfinite(v)]
+    if bad:
+        return "non-finite log density at " + ", ".join(format_address(a) for a in bad)
+    if not np.isfinite(float(tr.score)):
+        return "a ppl.factor term is non-finite"
+    return ""
+
+
+def diagnose(problem: Problem, s: Structure, z: Any) -> str:
+    """Which choices have a non-finite log density (or gradient) at ``z``."""
+    space = flat_space(s)
+    args = problem.args()
+    obs = problem.observations
+    parts = []
+    try:
+        tr = from_unconstrained(problem.model, space.unravel(z), args, obs)[0]
+        parts.append(trace_problems(tr))
+        g = jax.grad(lambda x: unconstrained_log_density(problem.model, space.unravel(x), args, obs))(z)
+        gm = space.unravel(g)
+        badg = [a for a in gm.addresses() if not np.all(np.isfinite(np.asarray(gm[a])))]
+        if badg:
+            parts.append("non-finite gradient with respect to " + ", ".join(format_address(a) for a in badg))
+    except Exception as e:  # the diagnosis must not hide the initialisation error
+        parts.append(f"evaluating the model there raised {type(e).__name__}: {e}")
+    return "; ".join(p for p in parts if p) or "log density non-finite"
+
+
+def init_error(problem: Problem, s: Structure, ok: np.ndarray, z: Any, user: bool) -> InitializationError:
+    failed = [int(i) for i in np.flatnonzero(~ok)]
+    why = diagnose(problem, s, z[failed[0]])
+    hint = (
+        "check the init values you gave (they must lie in each choice's support)"
+        if user
+        else "check the model's densities and the data (e.g. a scale that can be zero, log of a negative "
+        "number), or give init values"
+    )
+    return InitializationError(
+        f"{problem.model.name}: no initial point with a finite log density and gradient for chain(s) {failed} "
+        f"after {MAX_INIT_TRIES} tries of Stan's uniform(-2, 2) initialisation; at the last try of chain "
+        f"{failed[0]}: {why}. {hint}"
+    )
+
+
+def trace_init_error(problem: Problem, ok: np.ndarray, traces: Any) -> InitializationError:
+    failed = [int(i) for i in np.flatnonzero(~ok)]
+    why = trace_problems(jax.tree_util.tree_map(lambda x: x[failed[0]], traces))
+    return InitializationError(
+        f"{problem.model.name}: no initial trace with a finite log density for chain(s) {failed} after "
+        f"{MAX_INIT_TRIES} tries; at the last try of chain {failed[0]}: {why}. Check the model's densities "
+        "and the data, or give init values"
+    )
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _start_program(
+    static: tuple, key: Any, attempt: Any, dyn: Any, obs: ChoiceMap, z_user: Any, mask: Any
+) -> tuple[Any, Any]:
+    """One initialisation attempt per chain: a state and whether its density and gradient are finite.
+
+    A separate (small) program, so a model whose density is non-finite
+    everywhere fails before the sampler is compiled; retries (Stan's rule)
+    call it again with the next ``attempt`` for the chains that failed.
+    """
+    model, spec, s, num_chains = static
+    args = Problem(model, spec, (), obs).args(dyn)
+    space = flat_space(s)
+    dtype = jnp.result_type(float)
+
+    def logdensity(z: Any) -> Any:
+        return unconstrained_log_density(model, space.unravel(z), args, obs)
+
+    def start(k: Any, zu: Any) -> tuple[Any, Any]:
+        z = ravel_pytree(unconstrained_init(jax.random.fold_in(k, attempt), model, args, obs))[0].astype(dtype)
+        z = z if mask is None else jnp.where(mask, zu, z)
+        ld, g = jax.value_and_grad(logdensity)(z)
+        ok = jnp.isfinite(ld) & jnp.all(jnp.isfinite(g))
+        return blackjax.mcmc.hmc.HMCState(z, ld, g), ok
+
+    zu = jnp.zeros((num_chains, space.size), dtype) if z_user is None else z_user
+    return jax.vmap(start)(jax.random.split(key, num_chains), zu)
+
+
+def find_starts(problem: Problem, s: Structure, num_chains: int, key: Any, z_user: Any, mask: Any) -> tuple[Any, Any]:
+    """Stan's retries: redraw the chains whose start is not finite, at most MAX_INIT_TRIES times."""
+    static = (problem.model, problem.spec, s, num_chains)
+    states, ok = _start_program(static, key, 0, problem.dyn, problem.observations, z_user, mask)
+    ok = np.asarray(ok)
+    attempt = 1
+    while not ok.all() and attempt < MAX_INIT_TRIES:
+        new, new_ok = _start_program(static, key, attempt, problem.dyn, problem.observations, z_user, mask)
+        redo = jnp.asarray(~ok)
+        states = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(redo.reshape((-1,) + (1,) * (a.ndim - 1)), b, a), states, new
+        )
+        ok = ok | np.asarray(new_ok)
+        attempt += 1
+    return states, ok
+
+
+@partial(jax.jit, static_argnums=(0,))
+def trace_start_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: Any) -> tuple[Any, Any]:
+    """Per chain, an initial trace with a finite score (Stan's retries; discrete choices from the prior)."""
+    model, spec, num_chains = static
+    args = Problem(model, spec, (), obs).args(dyn)
+
+    def start(k: Any, given: Any) -> tuple[Any, Any]:
+        cons = obs if given is None else obs | given
+
+        def attempt(i: Any) -> tuple[Any, Any]:
+            kk = jax.random.fold_in(k, i)
+            u = unconstrained_init(kk, model, args, cons)
+            tr = from_unconstrained(model, u, args, cons, key=kk)[0]
+            return tr, jnp.isfinite(tr.score)
+
+        tr0, ok0 = attempt(0)
+
+        def body(c: tuple) -> tuple:
+            return (c[0] + 1, *attempt(c[0]))
+
+        _, tr, ok = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < MAX_INIT_TRIES), body, (jnp.int32(1), tr0, ok0))
+        return tr, ok
+
+    return jax.vmap(start)(jax.random.split(key, num_chains), init)
