@@ -465,6 +465,11 @@ def test_fivo_bound_is_below_log_z_and_tightens_with_particles():
     v = ppl.vi.vsmc(model, guide, obs, particles=4)
     _, grads = v.value_and_grad_estimate(jax.random.key(0), model_args, guide_args)
     assert np.isfinite(float(grads[1][1][1][0])) and float(jnp.sum(jnp.abs(grads[1][1][1]))) > 0
+    # with the ancestors' score terms (unbiased for grad E[log Z_hat]) the gradient changes but stays finite
+    u = ppl.vi.vsmc(model, guide, obs, particles=4, resampling_gradient=True)
+    value_u, grads_u = u.value_and_grad_estimate(jax.random.key(0), model_args, guide_args)
+    assert np.isfinite(float(value_u)) and np.all(np.isfinite(np.asarray(grads_u[1][1][1])))
+    assert not np.allclose(np.asarray(grads_u[1][1][1]), np.asarray(grads[1][1][1]))
 
 
 # ------------------------------------------------------------------- errors
