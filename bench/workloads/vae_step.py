@@ -17,7 +17,7 @@ parameters and batch:
 * hand-written JAX: the estimator written out with ``jax.random.normal``,
   the densities in closed form (``log q`` through ``eps``), ``jax.value_and_grad``;
 * ppl: ``ppl.vi.elbo`` on a whole-batch model, and ``ppl.vi.iwae`` on a
-  one-data-point model vectorised over the batch with ``ppl.vi.vmap``
+  one-data-point model summed over the batch with ``ppl.vi.batch_sum``
   (an expectation inside another);
 * NumPyro SVI: ``Trace_ELBO`` / ``RenyiELBO(alpha=0, num_particles=8)`` (its
   IWAE; per data point through the plate), parameters through
@@ -145,13 +145,7 @@ def ppl_objective(cfg: Config, iwae: bool) -> ppl.vi.Expectation:
         dist.Normal(loc, scale).to_event(1) @ "z"
 
     per_point = ppl.vi.iwae(model1, guide1, lambda model_args: {"x": model_args[1]}, particles=PARTICLES)
-
-    def batch_iwae(key, model_args, guide_args):
-        (dec, xs), (enc, _) = model_args, guide_args
-        bound = lambda k, x: per_point.estimate(k, (dec, x), (enc, x))  # noqa: E731
-        return jnp.sum(ppl.vi.vmap(bound)(jax.random.split(key, xs.shape[0]), xs))
-
-    return ppl.vi.expectation(batch_iwae)
+    return ppl.vi.batch_sum(per_point, in_axes=((None, 0), (None, 0)))
 
 
 # ----------------------------------------------------------------- NumPyro

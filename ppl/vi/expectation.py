@@ -465,6 +465,32 @@ def expectation(fn: Callable[..., Any] | GenerativeFunction, *, name: str | None
     return Expectation(fn, name)
 
 
+def batch_sum(objective: Expectation, in_axes: Any = 0, *, name: str | None = None) -> Expectation:
+    """``sum_i E_i``: one expectation per element of a batch of independent data points.
+
+    ``in_axes`` says which leaves of ``objective``'s arguments carry the batch
+    (as for ``jax.vmap``: an int, ``None`` or one entry per argument, each
+    entry a pytree prefix); every element gets its own key. The standard use
+    is a per-data-point bound: IWAE's ``log (1/K) sum_k w_k`` must be taken
+    per data point, not over a whole batch (whose weights are products over
+    the batch), e.g. with a one-point model ``model1(decoder, x)``::
+
+        per_point = ppl.vi.iwae(model1, guide1, lambda a: {"x": a[1]}, particles=8)
+        objective = ppl.vi.batch_sum(per_point, in_axes=((None, 0), (None, 0)))
+        objective.value_and_grad_estimate(key, (decoder, xs), (encoder, xs))
+
+    Runs through :func:`vmap`, so choices inside are transformed as usual.
+    """
+
+    def batched(key: Any, *args: Any) -> Any:
+        axes = _axes(in_axes, len(args))
+        n = _size(args, axes, None)
+        each = vmap(lambda k, *a: objective.estimate(k, *a), in_axes=(0, *axes))
+        return jnp.sum(each(jax.random.split(key, n), *args))
+
+    return Expectation(batched, name or f"batch_sum({objective.name})")
+
+
 # ------------------------------------------------- vectorisation in objectives
 def _axes(in_axes: Any, n_args: int) -> tuple:
     if isinstance(in_axes, tuple):
@@ -475,9 +501,14 @@ def _axes(in_axes: Any, n_args: int) -> tuple:
 
 
 def _size(args: tuple, axes: tuple, axis_size: int | None) -> int:
-    sizes = {
-        jnp.shape(leaf)[ax] for a, ax in zip(args, axes) if ax is not None for leaf in jax.tree_util.tree_leaves(a)
-    }
+    sizes: set = set()
+
+    def visit(ax: Any, sub: Any) -> None:
+        if ax is not None:
+            sizes.update(jnp.shape(leaf)[ax] for leaf in jax.tree_util.tree_leaves(sub))
+
+    for a, ax in zip(args, axes):  # each entry of in_axes is a pytree prefix of its argument
+        jax.tree_util.tree_map(visit, ax, a, is_leaf=lambda x: x is None)
     if axis_size is not None:
         sizes.add(axis_size)
     if len(sizes) != 1:
@@ -576,6 +607,7 @@ def subtract_baseline(scores: Any, baseline: Any) -> None:
 __all__ = [
     "CHANNELS",
     "Expectation",
+    "batch_sum",
     "expectation",
     "scan",
     "subtract_baseline",

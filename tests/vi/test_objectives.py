@@ -114,6 +114,34 @@ def test_elbo_gradient_is_unbiased_for_model_and_guide_parameters():
     assert_unbiased(np.stack([grads[0][0], grads[1][0], grads[1][1]], -1), exact, "gradient")
 
 
+def test_batch_sum_gives_per_data_point_bounds():
+    @ppl.gen
+    def point_model(prior_mean, y):
+        z = dist.Normal(prior_mean, 1.0) @ "z"
+        dist.Normal(z, SY) @ "y"
+
+    @ppl.gen
+    def point_guide(m, log_s):  # one (m, log_s) per data point, mapped with the data
+        dist.Normal(m, jnp.exp(log_s)) @ "z"
+
+    ys = jnp.array([1.3, -0.4, 2.0])
+    per_point = ppl.vi.elbo(point_model, point_guide, lambda model_args: {"y": model_args[1]})
+    total = ppl.vi.batch_sum(per_point, in_axes=((None, 0), 0))
+    m, log_s = jnp.array([0.4, 0.0, 1.0]), jnp.array([-0.5, -0.2, 0.1])
+    value, grads = many(lambda k: total.value_and_grad_estimate(k, (0.2, ys), (m, log_s)), 4000, 19)
+
+    def exact(prior, m, log_s):
+        s2 = jnp.exp(2 * log_s)
+        l2p = math.log(2 * math.pi)
+        lik = -0.5 * l2p - math.log(SY) - ((ys - m) ** 2 + s2) / (2 * SY**2)
+        return jnp.sum(-0.5 * l2p - 0.5 * ((m - prior) ** 2 + s2) + lik + 0.5 * (l2p + 1.0) + log_s)
+
+    assert_unbiased(value, exact(0.2, m, log_s), "value")
+    g_prior, g_m, g_s = jax.grad(exact, argnums=(0, 1, 2))(0.2, m, log_s)
+    assert_unbiased(grads[0][0], g_prior, "prior mean")
+    assert_unbiased(np.concatenate([grads[1][0], grads[1][1]], -1), jnp.concatenate([g_m, g_s]), "guide")
+
+
 def test_optimised_mean_field_elbo_recovers_the_exact_posterior():
     e = ppl.vi.elbo(nn_model, nn_guide, OBS)
     init = ((jnp.array(0.0),), (jnp.array(0.0), jnp.array(0.0)))

@@ -6,6 +6,12 @@
 as ``K`` grows: the average of ``K`` weights is an unbiased estimate of
 ``p(x)``, and the log of an unbiased estimate is a lower bound (Jensen)
 whose gap shrinks with the estimate's variance.
+
+The weights are those of the whole model: for a batch of independent data
+points in one model they are products over the batch, and the bound is of
+the batch's joint density (much looser per point). For the usual
+per-data-point bound, write a one-point model and sum over the batch with
+:func:`ppl.vi.batch_sum`.
 """
 
 from __future__ import annotations
