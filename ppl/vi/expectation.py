@@ -130,7 +130,9 @@ Nesting. ``E.estimate`` called inside another expectation's program runs
 its program inline: its choices are choices of the enclosing program, whose
 surrogate differentiates the whole (the outer expectation is of the outer
 program's value, whatever it does with the inner estimate).
-``grad_estimate`` always starts a fresh evaluation.
+``grad_estimate`` always starts a fresh evaluation, and so does each term of
+:func:`batch_sum` (a sum is linear in its terms, so separate surrogates are
+unbiased and each term's re-runs are of its own program only).
 
 Cost. An expectation without enum/MVD choices runs its program once; the
 surrogate adds a few scalar operations (``S * sg(f)``), and for an
@@ -179,6 +181,8 @@ CHANNELS = (SCORE, SCORE_BASELINE, BASELINE_SUM, BASELINE_SQUARES, RERUN)
 
 #: re-runs are vectorised in blocks of this many (``jax.lax.map`` beyond it) to bound memory
 RERUN_BLOCK = 1024
+#: more re-runs than this for one choice is an error (each is a run of the whole program)
+MAX_RERUNS = 65536
 
 
 # ------------------------------------------------------------ the evaluation
@@ -391,6 +395,14 @@ class Expectation:
     def _reruns(self, site: _Site, key: Any, args: tuple, depth: int, n_sites: int) -> tuple[Any, dict]:
         variants = site.rule.variants
         count = site.elements * variants
+        if count > MAX_RERUNS:
+            from ppl.core.address import format_address
+
+            raise EstimatorError(
+                f"ppl.vi.{site.kind} at {format_address(site.address)}: {site.elements} elements x {variants} "
+                f"alternatives = {count} re-runs of the whole program (limit {MAX_RERUNS}); use ppl.vi.reinforce "
+                "there, or sum per-data-point objectives with ppl.vi.batch_sum so each re-run is one point's program"
+            )
 
         def rerun(r: Any) -> tuple[Any, dict]:
             target = _Target(site.index, r // variants, r % variants)
@@ -479,13 +491,16 @@ def batch_sum(objective: Expectation, in_axes: Any = 0, *, name: str | None = No
         objective = ppl.vi.batch_sum(per_point, in_axes=((None, 0), (None, 0)))
         objective.value_and_grad_estimate(key, (decoder, xs), (encoder, xs))
 
-    Runs through :func:`vmap`, so choices inside are transformed as usual.
+    Because the sum is linear in its terms, each element's expectation is its
+    own evaluation (its own surrogate, vectorised with :func:`vmap`): the sum
+    of unbiased estimates and gradients is unbiased, and an enumerated or MVD
+    choice is re-run with one data point's program, not the whole batch's.
     """
 
     def batched(key: Any, *args: Any) -> Any:
         axes = _axes(in_axes, len(args))
         n = _size(args, axes, None)
-        each = vmap(lambda k, *a: objective.estimate(k, *a), in_axes=(0, *axes))
+        each = vmap(lambda k, *a: objective.surrogate(k, *a), in_axes=(0, *axes))
         return jnp.sum(each(jax.random.split(key, n), *args))
 
     return Expectation(batched, name or f"batch_sum({objective.name})")

@@ -255,3 +255,32 @@ def test_rank2_matmul_pass_preserves_values_and_removes_batched_contractions():
         matmul.ENABLED = True
     np.testing.assert_allclose(optimised[0], plain[0], rtol=1e-5)
     np.testing.assert_allclose(optimised[1][0], plain[1][0], rtol=1e-4, atol=1e-6)
+
+
+def test_batch_sum_enumerates_each_point_with_its_own_program():
+    # per point: z ~ enum(Bernoulli(p_i)), f_i = w_i z; 70,000 points x 1 alternative would be too many
+    # re-runs of the whole batch's program, but each point's evaluation re-runs only its own.
+    @ppl.gen
+    def point(logit, w):
+        return w * (ppl.vi.enum(dist.Bernoulli(logits=logit)) @ "z")
+
+    per_point = ppl.vi.expectation(point)
+    total = ppl.vi.batch_sum(per_point)
+    logits = jnp.linspace(-2.0, 2.0, 70000)
+    w = jnp.cos(logits)
+    value, (grad, _) = total.value_and_grad_estimate(jax.random.key(0), logits, w)
+
+    def exact(lg):
+        return jnp.sum(w * jax.nn.sigmoid(lg))
+
+    np.testing.assert_allclose(value, exact(logits), rtol=1e-4)
+    np.testing.assert_allclose(grad, jax.grad(exact)(logits), rtol=1e-4, atol=1e-6)
+
+
+def test_too_many_reruns_is_an_error_naming_the_choice():
+    @ppl.gen
+    def program():
+        return jnp.sum(ppl.vi.enum(dist.Categorical(logits=jnp.zeros((40000, 3)))) @ "labels")
+
+    with pytest.raises(EstimatorError, match=r"'labels'.*80000 re-runs"):
+        ppl.vi.expectation(program).grad_estimate(jax.random.key(0))
