@@ -61,6 +61,9 @@ def test_per_draw_diagnostics(result) -> None:
     assert result.step_size.shape == (2,) and np.all(result.step_size > 0)
     assert result.inverse_mass_matrix.shape == (2, J + 2)
     assert result.num_divergences == int(st["diverging"].sum())
+    warm = result.warmup_stats
+    assert set(warm) == {"diverging", "acceptance_rate", "n_steps", "step_size"}
+    assert warm["n_steps"].shape == (2, 200) and np.all(warm["step_size"] > 0)
 
 
 def test_to_arviz_and_summary(result) -> None:

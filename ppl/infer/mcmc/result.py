@@ -61,7 +61,9 @@ class MCMCResult:
       or updates), and for HMC/NUTS ``energy``, ``lp`` (log density in
       unconstrained space), ``tree_depth`` (NUTS);
     * ``step_size`` ``[chain]`` and ``inverse_mass_matrix`` ``[chain, ...]``
-      after warm-up (gradient runners);
+      after warm-up, and ``warmup_stats`` (``diverging``, ``acceptance_rate``,
+      ``n_steps``, ``step_size`` per warm-up iteration, ``[chain, iteration]``)
+      (gradient runners);
     * ``to_arviz()``, ``summary()``, ``print_summary()``, ``traces``.
     """
 
@@ -78,7 +80,7 @@ class MCMCResult:
         deterministic: tuple,
         step_size: np.ndarray | None = None,
         inverse_mass_matrix: np.ndarray | None = None,
-        warmup_divergences: np.ndarray | None = None,
+        warmup_stats: dict[str, np.ndarray] | None = None,
     ):
         self.algorithm = algorithm
         self.samples = samples
@@ -90,7 +92,7 @@ class MCMCResult:
         self.deterministic_addresses = deterministic
         self.step_size = step_size
         self.inverse_mass_matrix = inverse_mass_matrix
-        self.warmup_divergences = warmup_divergences
+        self.warmup_stats = warmup_stats or {}
         self._traces = None
 
     # ----------------------------------------------------------- shapes

@@ -77,6 +77,9 @@ class GradientConfig(NamedTuple):
     num_steps: int
 
 
+WARMUP_STATS = ("diverging", "acceptance_rate", "n_steps", "step_size")
+
+
 class KernelConfig(NamedTuple):
     num_warmup: int
     num_samples: int
@@ -173,6 +176,7 @@ def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, states:
         final = jax.vmap(adapt_final)(w)
         params = jax.tree_util.tree_map(lambda f, p: jnp.where(i == W - 1, f, p), final, (eps_s, imm_s))
         stats["lp"] = st.logdensity
+        stats["step_size"] = eps
         return (st, w, params), (st.position, stats)
 
     xs = (
@@ -182,9 +186,9 @@ def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, states:
         jnp.asarray(np.concatenate([end, pad])),
     )
     (_, _, (step_size, imm)), (positions, stats) = jax.lax.scan(iteration, (states, ws, fixed), xs)
-    warm_div = jnp.sum(stats["diverging"][:W], axis=0).astype(jnp.int32)
+    warmup = {k: jnp.swapaxes(v[:W], 0, 1) for k, v in stats.items() if k in WARMUP_STATS}
     positions = jnp.swapaxes(positions[W:], 0, 1)  # [chain, draw, D]
-    stats = {k: jnp.swapaxes(v[W:], 0, 1) for k, v in stats.items()}
+    stats = {k: jnp.swapaxes(v[W:], 0, 1) for k, v in stats.items() if k != "step_size"}
 
     # -- constrained draws and deterministic sites
     latent = Selection(frozenset(s.latent))
@@ -201,7 +205,7 @@ def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, states:
         "stats": stats,
         "step_size": step_size,
         "inverse_mass_matrix": imm,
-        "warmup_divergences": warm_div,
+        "warmup_stats": warmup,
     }
 
 
@@ -285,7 +289,7 @@ def _gradient_run(
         deterministic=s.deterministic,
         step_size=np.asarray(out["step_size"]),
         inverse_mass_matrix=np.asarray(out["inverse_mass_matrix"]),
-        warmup_divergences=np.asarray(out["warmup_divergences"]),
+        warmup_stats={k: np.asarray(v) for k, v in out["warmup_stats"].items()},
     )
     check_draws(result)
     return result
