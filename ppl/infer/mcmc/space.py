@@ -13,11 +13,13 @@ choices (observations, choices other kernels move), held fixed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpyro
 from jax.flatten_util import ravel_pytree
 
 from ppl.core import (
@@ -72,3 +74,19 @@ def space_from_shapes(shapes: ChoiceMap) -> FlatSpace:
     zeros = shapes.map(lambda s: jnp.zeros(s.shape, s.dtype))
     flat, unravel = ravel_pytree(zeros)
     return FlatSpace(tuple(shapes.addresses()), unravel, int(flat.size))
+
+
+@contextlib.contextmanager
+def unvalidated() -> Iterator[None]:
+    """Trace densities without numpyro's per-site sample validation.
+
+    numpyro (validation on by default) wraps every ``log_prob`` in
+    ``where(value in support, log_prob, -inf)``. Values mapped from
+    unconstrained space lie in the support by construction, and ppl's core
+    checks non-trivial supports itself, so inside gradient-based samplers
+    this masking is redundant work (about 2x the operations of a small
+    model's gradient). Only tracing is affected: use it around the calls
+    that trace a sampler's log density.
+    """
+    with numpyro.validation_enabled(False):
+        yield
