@@ -23,6 +23,7 @@ from typing import Any
 
 import jax.numpy as jnp
 from numpyro.distributions import Distribution, constraints
+from numpyro.distributions.distribution import validation_enabled
 from numpyro.distributions.transforms import biject_to
 
 from ppl.core import context
@@ -122,21 +123,34 @@ def _safe_default(support: Any, value: Any) -> Any | None:
         return None
 
 
+def _log_prob(d: Distribution, value: Any) -> Any:
+    """``d.log_prob(value)`` without numpyro's default sample validation.
+
+    numpyro (validation on by default) wraps each ``log_prob`` in
+    ``where(value in support, ., -inf)``; ppl checks supports itself, once per
+    choice and only where the support is not the whole real line, so the
+    second mask is redundant work on every site. A distribution built with an
+    explicit ``validate_args=True`` keeps numpyro's check.
+    """
+    with validation_enabled(False):
+        return d.log_prob(value)
+
+
 def log_density(d: Distribution, value: Any) -> Any:
     """``sum(d.log_prob(value))``, or ``-inf`` when ``value`` is outside the support."""
     support = d.support
     if is_real_support(support):
-        return jnp.sum(d.log_prob(value))
+        return jnp.sum(_log_prob(d, value))
     ok = jnp.all(support(value))
     default = _safe_default(support, value)
     safe = value if default is None else jnp.where(ok, value, default)
-    lp = jnp.sum(d.log_prob(safe))
+    lp = jnp.sum(_log_prob(d, safe))
     return jnp.where(ok, lp, -jnp.inf)
 
 
 def fresh_log_density(d: Distribution, value: Any) -> Any:
     """Log density of a value the distribution itself produced (no support check)."""
-    return jnp.sum(d.log_prob(value))
+    return jnp.sum(_log_prob(d, value))
 
 
 def _sample(d: Distribution, key: Any) -> tuple[Any, Any]:
