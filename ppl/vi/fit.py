@@ -345,7 +345,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = True,
-    progress: bool = True,
+    progress_bar: bool = True,
 ) -> FitResult:
     """Maximise ``objective`` over the float leaves of ``init`` (see the module docstring).
 
@@ -373,7 +373,7 @@ def fit(
       checkpoint: path of the checkpoint file (``.npz``); ``None`` for none.
       checkpoint_every: steps between checkpoints (default: every chunk).
       resume: continue from ``checkpoint`` when it exists.
-      progress: show a progress bar with the objective.
+      progress_bar: show a progress bar with the objective (as ``ppl.infer.nuts``).
 
     Returns:
       a :class:`FitResult` with ``.params``, ``.history``, ``.opt_state``, ``.step``.
@@ -451,7 +451,7 @@ def fit(
             saved[0] = step
 
     every = checkpoint_every or chunk_size
-    bar = _Progress(progress, steps, step)
+    bar = _Progress(progress_bar, steps, step)
     try:
         while step < steps:
             end = min(steps, (step // chunk_size + 1) * chunk_size)

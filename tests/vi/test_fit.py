@@ -71,7 +71,7 @@ def test_mean_field_elbo_recovers_the_exact_posterior():
         steps=2500,
         chunk_size=CHUNK,
         callbacks=[cb],
-        progress=False,
+        progress_bar=False,
     )
     assert res.step == 2500 and res.history.shape == (2500,)
     check_recovered(tail, [POST_MEAN, POST_SD], "posterior mean and sd")
@@ -123,7 +123,7 @@ def test_full_rank_guide_recovers_a_correlated_posterior():
         steps=3000,
         chunk_size=CHUNK,
         callbacks=[cb],
-        progress=False,
+        progress_bar=False,
     )
     check_recovered(tail, np.concatenate([mean, cov[np.triu_indices(3)]]), "posterior mean and covariance")
 
@@ -185,7 +185,7 @@ def test_scaled_minibatch_objective_is_unbiased_for_the_full_data_objective(scal
         batch_size=B,
         batch_fn=batch_fn,
         chunk_size=1000,
-        progress=False,
+        progress_bar=False,
     )
     exact = full_data_elbo(m, 0.3, DATA)
     se = res.history.std() / np.sqrt(len(res.history))  # draws are independent (fresh key each step)
@@ -227,7 +227,7 @@ def test_iterator_data_with_data_size_and_early_end():
         data_size=20,
         batch_fn=batch_fn,
         chunk_size=50,  # one chunk: the iterator runs out after 35
-        progress=False,
+        progress_bar=False,
     )
     assert res.step == 35 and res.history.shape == (35,)  # the iterator ran out
     assert len(seen_scales) >= 1
@@ -284,7 +284,7 @@ def test_equinox_encoder_trains_to_the_exact_amortised_posterior():
         steps=2000,
         chunk_size=CHUNK,
         callbacks=[cb],
-        progress=False,
+        progress_bar=False,
     )
     trained = res.params[1][0]
     assert isinstance(trained, eqx.nn.Linear) and trained.in_features == 1
@@ -312,7 +312,7 @@ def test_non_finite_objective_stops_naming_the_step(tmp_path):
     ck = tmp_path / "run.npz"
     with pytest.raises(ppl.errors.NonFiniteObjectiveError, match="not finite at step 5") as info:
         ppl.vi.fit(
-            jax.random.key(0), Ramp(), (0.0,), optax.sgd(1.0), steps=20, chunk_size=3, checkpoint=ck, progress=False
+            jax.random.key(0), Ramp(), (0.0,), optax.sgd(1.0), steps=20, chunk_size=3, checkpoint=ck, progress_bar=False
         )
     err = info.value
     assert err.step == 5
@@ -331,13 +331,13 @@ def test_callback_can_stop_and_sees_progress():
         return state.step >= 6
 
     res = ppl.vi.fit(
-        jax.random.key(0), Ramp(), (-10.0,), optax.sgd(1.0), steps=50, chunk_size=3, callbacks=[cb], progress=False
+        jax.random.key(0), Ramp(), (-10.0,), optax.sgd(1.0), steps=50, chunk_size=3, callbacks=[cb], progress_bar=False
     )
     assert steps_seen == [3, 6] and res.step == 6 and float(res.params[0]) == -4.0
 
 
 def test_progress_bar_runs(capsys):
-    res = ppl.vi.fit(jax.random.key(0), Ramp(), (-10.0,), optax.sgd(1.0), steps=6, chunk_size=3, progress=True)
+    res = ppl.vi.fit(jax.random.key(0), Ramp(), (-10.0,), optax.sgd(1.0), steps=6, chunk_size=3, progress_bar=True)
     assert res.step == 6
     assert "objective" in capsys.readouterr().err
 
@@ -357,30 +357,30 @@ def guide_without_b(m):
 def test_a_guide_missing_a_latent_stops_fit_naming_it():
     objective = ppl.vi.elbo(two_latents, guide_without_b, {"y": 0.3})
     with pytest.raises(ppl.errors.GuideError, match="'b'"):
-        ppl.vi.fit(jax.random.key(0), objective, ((), (0.0,)), optax.sgd(0.1), steps=2, progress=False)
+        ppl.vi.fit(jax.random.key(0), objective, ((), (0.0,)), optax.sgd(0.1), steps=2, progress_bar=False)
 
 
 def test_bad_input_is_reported():
     key = jax.random.key(0)
     with pytest.raises(FitError, match=r"shape \(3,\).*scalar"):
-        ppl.vi.fit(key, Vector(), (0.0,), optax.sgd(1.0), steps=2, progress=False)
+        ppl.vi.fit(key, Vector(), (0.0,), optax.sgd(1.0), steps=2, progress_bar=False)
     with pytest.raises(FitError, match="tuple of the objective's arguments"):
-        ppl.vi.fit(key, Ramp(), 0.0, optax.sgd(1.0), steps=2, progress=False)
+        ppl.vi.fit(key, Ramp(), 0.0, optax.sgd(1.0), steps=2, progress_bar=False)
     with pytest.raises(FitError, match="no float arrays"):
-        ppl.vi.fit(key, Ramp(), (3,), optax.sgd(1.0), steps=2, progress=False)
+        ppl.vi.fit(key, Ramp(), (3,), optax.sgd(1.0), steps=2, progress_bar=False)
     with pytest.raises(FitError, match="value_and_grad_estimate"):
-        ppl.vi.fit(key, lambda k, t: t, (0.0,), optax.sgd(1.0), steps=2, progress=False)
+        ppl.vi.fit(key, lambda k, t: t, (0.0,), optax.sgd(1.0), steps=2, progress_bar=False)
     with pytest.raises(FitError, match="optax GradientTransformation"):
-        ppl.vi.fit(key, Ramp(), (0.0,), "adam", steps=2, progress=False)
+        ppl.vi.fit(key, Ramp(), (0.0,), "adam", steps=2, progress_bar=False)
     with pytest.raises(FitError, match="give batch_fn"):
-        ppl.vi.fit(key, Ramp(), (0.0,), optax.sgd(1.0), steps=2, data=DATA, batch_size=5, progress=False)
+        ppl.vi.fit(key, Ramp(), (0.0,), optax.sgd(1.0), steps=2, data=DATA, batch_size=5, progress_bar=False)
     with pytest.raises(FitError, match="batch_size must be an int between 1 and the data size 20"):
         ppl.vi.fit(
-            key, Ramp(), (0.0,), optax.sgd(1.0), data=DATA, batch_size=50, batch_fn=lambda p, b: p, progress=False
+            key, Ramp(), (0.0,), optax.sgd(1.0), data=DATA, batch_size=50, batch_fn=lambda p, b: p, progress_bar=False
         )
     with pytest.raises(FitError, match="frozen"):
-        ppl.vi.fit(key, Ramp(), (0.0,), optax.sgd(1.0), trainable=(False,), steps=2, progress=False)
+        ppl.vi.fit(key, Ramp(), (0.0,), optax.sgd(1.0), trainable=(False,), steps=2, progress_bar=False)
     with pytest.raises(FitError, match="prefix of init"):
-        ppl.vi.fit(key, Ramp(), (0.0,), optax.sgd(1.0), trainable=(True, False), steps=2, progress=False)
+        ppl.vi.fit(key, Ramp(), (0.0,), optax.sgd(1.0), trainable=(True, False), steps=2, progress_bar=False)
     with pytest.raises(FitError, match="PRNG key"):
-        ppl.vi.fit(None, Ramp(), (0.0,), optax.sgd(1.0), steps=2, progress=False)
+        ppl.vi.fit(None, Ramp(), (0.0,), optax.sgd(1.0), steps=2, progress_bar=False)
