@@ -10,9 +10,11 @@ and every parameter must have |z_mean| <= 4 and |z_sd| <= 4 (for a correct
 sampler the z-scores are about standard normal: |z| > 4 almost never
 happens by chance); R-hat must be <= 1.01. 4 chains x (1000 warm-up + 1000
 draws), NumPyro/Stan defaults except where the README says posteriordb
-needed more (diamonds: dense mass matrix; gp_pois_regr: target_accept 0.99)
-and for sblrc, whose sigma mixes slowly (4 x 2000 draws, so that R-hat's
-own noise stays below the 1.01 threshold).
+needed more (diamonds: dense mass matrix; gp_pois_regr: target_accept 0.99),
+4 x 2000 draws for the four regressions whose draws mix slowly (so that
+R-hat's own noise stays below the 1.01 threshold), and component means
+started at data quantiles for the mixture (which has a rare local mode);
+see ``posteriordb_models.setup``.
 
 Precision: float32, except gp_pois_regr, whose Stan program adds a jitter of
 1e-10 to a nearly singular 11 x 11 covariance before its Cholesky factor:
