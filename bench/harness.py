@@ -48,7 +48,9 @@ def _block(x: Any) -> Any:
     return jax.block_until_ready(x)
 
 
-def time_impl(name: str, build: Callable[[], tuple[Callable, tuple]], *, warmup: int = 3, repeats: int = 30, min_time: float = 0.0) -> Timing:
+def time_impl(
+    name: str, build: Callable[[], tuple[Callable, tuple]], *, warmup: int = 3, repeats: int = 30, min_time: float = 0.0
+) -> Timing:
     """Compile time and median run time of one implementation."""
     jax.clear_caches()
     gc.collect()
@@ -67,7 +69,9 @@ def time_impl(name: str, build: Callable[[], tuple[Callable, tuple]], *, warmup:
     return Timing(name, compile_s, statistics.median(runs), runs)
 
 
-def run_row(workload: str, config: str, impls: dict[str, Callable[[], tuple[Callable, tuple]]], baseline: str, **kw: Any) -> Row:
+def run_row(
+    workload: str, config: str, impls: dict[str, Callable[[], tuple[Callable, tuple]]], baseline: str, **kw: Any
+) -> Row:
     """Time every implementation of one workload configuration (interleaved twice)."""
     first = {n: time_impl(n, b, **kw) for n, b in impls.items()}
     second = {n: time_impl(n, b, **kw) for n, b in impls.items()}

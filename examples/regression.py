@@ -95,7 +95,10 @@ def main() -> None:
     print(f"simulate: 200 prior predictive data sets, y shape {prior.choices['y'].shape}")
 
     trace, log_w = regression.generate(key, {"y": y}, (design,))
-    print(f"generate: one trace agreeing with the {len(y)} targets, log weight {float(log_w):.1f}")
+    print(
+        f"generate: one trace agreeing with the {len(y)} targets, log weight {float(log_w):.1f}, "
+        f"sigma^2 drawn from the prior: {float(trace['var']):.2f}"
+    )
 
     traces, weights, log_z = jax.jit(importance_posterior, static_argnums=3)(key, design, y, PARTICLES)
     ess = 1.0 / jnp.sum(weights**2)

@@ -104,5 +104,7 @@ def rows(quick: bool = False) -> list[Row]:
                 "NumPyro log_density": _builder(numpyro_logp, n, grad),
             }
             what = "gradient" if grad else "log density"
-            out.append(run_row("hierarchical " + what, f"N={n:,}", impls, "hand-written JAX", repeats=10 if quick else 200))
+            out.append(
+                run_row("hierarchical " + what, f"N={n:,}", impls, "hand-written JAX", repeats=10 if quick else 200)
+            )
     return out

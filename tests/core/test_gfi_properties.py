@@ -34,7 +34,9 @@ A = 0.3
 TOL = dict(rtol=1e-4, atol=2e-3)
 # CI runs a fixed, derandomised set of examples; PPL_PROPERTY_EXAMPLES=500 explores more.
 EXAMPLES = int(os.environ.get("PPL_PROPERTY_EXAMPLES", "20"))
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def total(d: dict) -> float:
@@ -105,7 +107,9 @@ def _same(x, y) -> bool:
     return bool(np.all(np.asarray(x) == np.asarray(y)))
 
 
-@settings(max_examples=max(5, EXAMPLES // 3), deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=max(5, EXAMPLES // 3), deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(spec=specs)
 def test_vmapped_gfi_equals_python_loop(spec):
     ppl.clear_caches()
