@@ -8,7 +8,8 @@ process and one JAX version:
 * compile time: the first call of the jitted ``fn`` (tracing + XLA), measured
   after clearing JAX's caches so each implementation pays its own;
 * run time: the median of ``repeats`` calls after ``warmup`` calls, each
-  ended with ``block_until_ready``.
+  ended with ``block_until_ready``, the implementations called in
+  interleaved rounds so that a drifting machine affects them alike.
 
 Ratios are reported against the implementation named ``baseline`` (the
 hand-written one). Timings never go in tests: this is the only place.
@@ -69,17 +70,52 @@ def time_impl(
     return Timing(name, compile_s, statistics.median(runs), runs)
 
 
+def compile_time(build: Callable[[], tuple[Callable, tuple]]) -> float:
+    """Seconds of the first call (tracing + XLA) with JAX's caches cleared."""
+    jax.clear_caches()
+    gc.collect()
+    fn, args = build()
+    t0 = time.perf_counter()
+    _block(fn(*args))
+    return time.perf_counter() - t0
+
+
 def run_row(
-    workload: str, config: str, impls: dict[str, Callable[[], tuple[Callable, tuple]]], baseline: str, **kw: Any
+    workload: str,
+    config: str,
+    impls: dict[str, Callable[[], tuple[Callable, tuple]]],
+    baseline: str,
+    *,
+    warmup: int = 3,
+    repeats: int = 30,
+    min_time: float = 0.0,
 ) -> Row:
-    """Time every implementation of one workload configuration (interleaved twice)."""
-    first = {n: time_impl(n, b, **kw) for n, b in impls.items()}
-    second = {n: time_impl(n, b, **kw) for n, b in impls.items()}
-    timings = []
-    for n in impls:
-        a, b = first[n], second[n]
-        runs = a.runs + b.runs
-        timings.append(Timing(n, min(a.compile_s, b.compile_s), statistics.median(runs), runs))
+    """Time every implementation of one workload configuration.
+
+    Compile time: the smaller of two first calls after clearing JAX's caches.
+    Run time: all implementations are built, warmed up, then called in
+    interleaved rounds (A, B, C, B, C, A, ...) so that drift in the machine's
+    speed hits all of them alike; each reports the median of its calls.
+    """
+    compiles = {n: min(compile_time(b), compile_time(b)) for n, b in impls.items()}
+    jax.clear_caches()
+    built = {n: b() for n, b in impls.items()}
+    for fn, args in built.values():
+        for _ in range(warmup):
+            _block(fn(*args))
+    runs: dict[str, list[float]] = {n: [] for n in impls}
+    names = list(impls)
+    start = time.perf_counter()
+    r = 0
+    while r < repeats or (time.perf_counter() - start) < min_time:
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for n in order:
+            fn, args = built[n]
+            t = time.perf_counter()
+            _block(fn(*args))
+            runs[n].append(time.perf_counter() - t)
+        r += 1
+    timings = [Timing(n, compiles[n], statistics.median(runs[n]), runs[n]) for n in impls]
     return Row(workload, config, baseline, timings)
 
 
