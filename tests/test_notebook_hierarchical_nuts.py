@@ -1,27 +1,19 @@
 """Execute notebooks/hierarchical_nuts.ipynb and check what it reports."""
 
-import ast
 import json
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from .notebooks import run_notebook_summary
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "hierarchical_nuts.ipynb"
 REFERENCE = ROOT / "tests" / "data" / "posteriordb" / "eight_schools-eight_schools_noncentered" / "reference.json"
 
 
 @pytest.fixture(scope="module")
 def summary():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
-    ).execute()
-    last = [c for c in nb.cells if c.cell_type == "code"][-1]
-    text = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
-    return ast.literal_eval(text.strip().splitlines()[-1])
+    return run_notebook_summary("hierarchical_nuts.ipynb")
 
 
 def test_centred_funnel_diverges_and_non_centred_fixes_it(summary):

@@ -1,24 +1,13 @@
 """Execute notebooks/programmable_vi.ipynb and check what it reports."""
 
-import ast
-from pathlib import Path
-
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "programmable_vi.ipynb"
+from .notebooks import run_notebook_summary
 
 
 @pytest.fixture(scope="module")
 def summary():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
-    ).execute()
-    last = [c for c in nb.cells if c.cell_type == "code"][-1]
-    text = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
-    return ast.literal_eval(text.strip().splitlines()[-1])
+    return run_notebook_summary("programmable_vi.ipynb")
 
 
 def test_enumeration_removes_the_gradient_noise(summary):

@@ -1,24 +1,13 @@
 """Execute notebooks/tracking_smc.ipynb (Nile level: particle filter, proposal, rejuvenation) and check its summary."""
 
-import ast
-from pathlib import Path
-
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "tracking_smc.ipynb"
+from .notebooks import run_notebook_summary
 
 
 @pytest.fixture(scope="module")
 def summary():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
-    ).execute()
-    last = [c for c in nb.cells if c.cell_type == "code"][-1]
-    text = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
-    return ast.literal_eval(text.strip().splitlines()[-1])
+    return run_notebook_summary("tracking_smc.ipynb")
 
 
 def test_particle_filter_agrees_with_the_kalman_filter(summary):
