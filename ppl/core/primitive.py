@@ -172,11 +172,14 @@ def _sample(d: Distribution, key: Any) -> tuple[Any, Any]:
     return x, x
 
 
-def _given(d: Distribution, value: Any) -> tuple[Any, Any, Any]:
-    """``(program_value, stored_value, extra_weight)`` for a value given from outside.
+def _given(d: Distribution, value: Any) -> tuple[Any, Any, Any, bool]:
+    """``(program_value, stored_value, extra_weight, in_support)`` for a given value.
 
     Interceptors see the raw value first (an unconstrained view reads values
-    of another shape); otherwise the value is checked against ``d``.
+    of another shape); otherwise the value is checked against ``d``. A hook
+    may return a fourth element, ``True`` when it guarantees the program value
+    lies in ``d``'s support (a value mapped from unconstrained space), so
+    the support check is skipped.
     """
     addr = context.current_path()
     for ic in reversed(context.interceptors()):
@@ -184,9 +187,13 @@ def _given(d: Distribution, value: Any) -> tuple[Any, Any, Any]:
         if hook is not None:
             out = hook(addr, d, value)
             if out is not None:
-                return out
+                return (*out, False) if len(out) == 3 else tuple(out)
     value = check_value(addr, d, value)
-    return value, value, jnp.zeros(())
+    return value, value, jnp.zeros(()), False
+
+
+def _score(d: Distribution, value: Any, in_support: bool) -> Any:
+    return fresh_log_density(d, value) if in_support else log_density(d, value)
 
 
 def _leaf(cm: ChoiceMap, d: Distribution) -> tuple[bool, Any, Any]:
@@ -229,8 +236,8 @@ class _Primitive:
             raise MissingChoiceError(
                 f"assess needs a value for every choice; none given at {format_address(addr)} ({describe(d)})"
             )
-        pv, _, extra = _given(d, value)
-        w = log_density(d, pv) + extra
+        pv, _, extra, ok = _given(d, value)
+        w = _score(d, pv, ok) + extra
         if mask is not None:
             w = jnp.where(mask, w, -jnp.inf)
         return w, pv
@@ -240,14 +247,14 @@ class _Primitive:
         if not has:
             tr, pv = self.simulate(key, d)
             return tr, jnp.zeros(()), pv
-        pv, sv, extra = _given(d, value)
+        pv, sv, extra, ok = _given(d, value)
         if mask is None:
-            score = log_density(d, pv)
+            score = _score(d, pv, ok)
             return ChoiceTrace(sv, score), score + extra, pv
         fresh_pv, fresh_sv = _sample(d, key)
         pv = jnp.where(mask, pv, fresh_pv)
         sv = jnp.where(mask, sv, fresh_sv)
-        score = log_density(d, pv)
+        score = _score(d, pv, ok)
         return ChoiceTrace(sv, score), jnp.where(mask, score + extra, 0.0), pv
 
     def update(self, key: Any, old: ChoiceTrace, cm: ChoiceMap, d: Distribution):
@@ -265,14 +272,14 @@ class _Primitive:
         if not has:
             score = log_density(d, old_value)
             return ChoiceTrace(old_value, score), score - old.score, ChoiceMap.empty(), old_value
-        pv, sv, _ = _given(d, value)
+        pv, sv, _, ok = _given(d, value)
         if mask is not None:
             pv = jnp.where(mask, pv, old_value)
             sv = jnp.where(mask, sv, old_value)
             discard = ChoiceMap.value_at_root(old_value, mask)
         else:
             discard = discard_old
-        score = log_density(d, pv)
+        score = _score(d, pv, ok)
         return ChoiceTrace(sv, score), score - old.score, discard, pv
 
     def regenerate(self, key: Any, old: ChoiceTrace, sel: Selection, d: Distribution):

@@ -91,7 +91,7 @@ class _Unconstrain(_View):
     kind = "unconstrain"
     channels = (LOG_JACOBIAN,)
 
-    def given(self, addr: Address, d: Any, u: Any) -> tuple[Any, Any, Any] | None:
+    def given(self, addr: Address, d: Any, u: Any) -> tuple[Any, Any, Any, bool] | None:
         if not self.applies(addr, d):
             return None
         t = _transform(d)
@@ -107,7 +107,7 @@ class _Unconstrain(_View):
         x = t(u)
         ladj = jnp.sum(t.log_abs_det_jacobian(u, x))
         context.emit(LOG_JACOBIAN, ladj)
-        return x, x, ladj
+        return x, x, ladj, True  # T(u) lies in the support by construction
 
     def sample(self, addr: Address, d: Any, key: Any) -> tuple[Any, Any] | None:
         if self.radius is None or not self.applies(addr, d):
