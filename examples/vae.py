@@ -10,12 +10,12 @@ with an amortised guide ``z_i | x_i ~ Normal(encoder(x_i))``; encoder
 together with ``ppl.vi.fit``: the decoder is an argument of the model, the
 encoder an argument of the guide, and the objective's gradient reaches both.
 
-Each minibatch's pixels are the observations, so the objective takes the
-batch as an argument: ``ppl.vi.elbo(model, guide, {"x": x})`` is built
-inside an ``ppl.vi.expectation`` from the batch it is given (objectives
-nest: the inner one runs inline). Two models are trained, one on the ELBO
-and one on the IWAE bound with K = 8 particles; both are scored on held-out
-digits by the IWAE bound with K = 256 (a tight lower bound on log p(x)).
+The model and guide describe one image; the objectives are per-image bounds
+(the observations are read from the model's arguments) summed over each
+minibatch with ``ppl.vi.batch_sum``. Two models are trained, one on the ELBO
+and one on the IWAE bound with K = 8 particles per image; both are scored on
+held-out digits by the per-image IWAE bound with K = 256 (a tight lower
+bound on log p(x)).
 
     python examples/vae.py [--steps 3000]
 
@@ -46,34 +46,44 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 @ppl.gen
-def model(decoder, n):
-    """p(z, x): n images, each from a 16-dimensional standard normal code."""
-    z = dist.Normal(jnp.zeros((n, LATENT)), 1.0).to_event(2) @ "z"
-    logits = jax.vmap(decoder)(z)
-    return dist.Bernoulli(logits=logits).to_event(2) @ "x"
+def model(decoder, x):
+    """p(z, x) for one image: a 16-dimensional standard normal code, Bernoulli pixels.
+
+    ``x`` is an argument only so the objective can read the observed pixels
+    from the model's arguments (one image per evaluation, see ``bound``).
+    """
+    z = dist.Normal(jnp.zeros(LATENT), 1.0).to_event(1) @ "z"
+    return dist.Bernoulli(logits=decoder(z)).to_event(1) @ "x"
 
 
 @ppl.gen
 def guide(encoder, x):
-    """q(z | x): a diagonal normal per image, its mean and log scale from the encoder."""
-    out = jax.vmap(encoder)(x.astype(jnp.float32))
-    loc, log_scale = out[:, :LATENT], out[:, LATENT:]
-    return dist.Normal(loc, jnp.exp(log_scale)).to_event(2) @ "z"
+    """q(z | x) for one image: a diagonal normal, mean and log scale from the encoder."""
+    out = encoder(x.astype(jnp.float32))
+    loc, log_scale = out[:LATENT], out[LATENT:]
+    return dist.Normal(loc, jnp.exp(log_scale)).to_event(1) @ "z"
 
 
-def per_image(bound):
-    """An objective over (decoder, encoder, x): ``bound`` on the batch x, in nats per image."""
+def bound(objective):
+    """A per-image bound summed over a batch, reported in nats per image.
 
-    def program(key, model_args, guide_args, x):
-        objective = bound(model, guide, {"x": x})
-        return objective.estimate(key, model_args, guide_args) / x.shape[0]
+    ``objective(model, guide, observations)`` is a bound on log p(x) of one
+    image; ``ppl.vi.batch_sum`` evaluates it independently for every image of
+    the batch (IWAE's log-mean-exp must be taken per image, not over the
+    batch's joint weights). Arguments: ``(decoder, x)`` and ``(encoder, x)``.
+    """
+    per_point = objective(model, guide, lambda model_args: {"x": model_args[1]})
+    summed = ppl.vi.batch_sum(per_point, in_axes=((None, 0), (None, 0)))
 
-    return ppl.vi.expectation(program)
+    def per_image(key, model_args, guide_args):
+        return summed.estimate(key, model_args, guide_args) / model_args[1].shape[0]
+
+    return ppl.vi.expectation(per_image)
 
 
-ELBO = per_image(ppl.vi.elbo)
-IWAE8 = per_image(lambda m, g, obs: ppl.vi.iwae(m, g, obs, particles=8))
-IWAE256 = per_image(lambda m, g, obs: ppl.vi.iwae(m, g, obs, particles=256))
+ELBO = bound(ppl.vi.elbo)
+IWAE8 = bound(lambda m, g, obs: ppl.vi.iwae(m, g, obs, particles=8))
+IWAE256 = bound(lambda m, g, obs: ppl.vi.iwae(m, g, obs, particles=256))
 
 
 # ---------------------------------------------------------------- data and training
@@ -96,7 +106,7 @@ def networks(key):
 
 def batch_fn(params, batch):
     decoder, encoder = params
-    return (decoder, BATCH), (encoder, batch.data), batch.data
+    return (decoder, batch.data), (encoder, batch.data)
 
 
 def train(objective, x_train, steps, seed):
@@ -116,8 +126,8 @@ def train(objective, x_train, steps, seed):
 
 def test_bound(params, x_test, key):
     decoder, encoder = params
-    n = len(x_test)
-    return float(IWAE256.estimate(key, (decoder, n), (encoder, x_test), x_test))
+    x = jnp.asarray(x_test)
+    return float(IWAE256.estimate(key, (decoder, x), (encoder, x)))
 
 
 # ---------------------------------------------------------------- pictures
