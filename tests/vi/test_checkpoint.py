@@ -41,7 +41,7 @@ INIT = ((len(YS),), GUIDE.init_args)
 
 def run(**kwargs):
     return ppl.vi.fit(
-        jax.random.key(7), OBJECTIVE, INIT, OPTIMIZER, steps=STEPS, chunk_size=CHUNK, progress=False, **kwargs
+        jax.random.key(7), OBJECTIVE, INIT, OPTIMIZER, steps=STEPS, chunk_size=CHUNK, progress_bar=False, **kwargs
     )
 
 
@@ -118,7 +118,7 @@ def test_mismatched_checkpoints_are_refused(tmp_path):
     run(checkpoint=ck, callbacks=[lambda s: True])
     with pytest.raises(FitError, match="different key"):
         ppl.vi.fit(
-            jax.random.key(8), OBJECTIVE, INIT, OPTIMIZER, steps=STEPS, chunk_size=CHUNK, checkpoint=ck, progress=False
+            jax.random.key(8), OBJECTIVE, INIT, OPTIMIZER, steps=STEPS, chunk_size=CHUNK, checkpoint=ck, progress_bar=False
         )
     other_guide, other_args = ppl.vi.auto_multivariate_normal(model, (len(YS),), OBS)
     with pytest.raises(FitError, match=r"written by a run with different parameters|written by a different run"):
@@ -129,7 +129,7 @@ def test_mismatched_checkpoints_are_refused(tmp_path):
             OPTIMIZER,
             steps=STEPS,
             checkpoint=ck,
-            progress=False,
+            progress_bar=False,
         )
     # resume=False starts over and overwrites
     res = run(checkpoint=ck, resume=False, callbacks=[lambda s: True])
