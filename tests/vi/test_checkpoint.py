@@ -118,7 +118,14 @@ def test_mismatched_checkpoints_are_refused(tmp_path):
     run(checkpoint=ck, callbacks=[lambda s: True])
     with pytest.raises(FitError, match="different key"):
         ppl.vi.fit(
-            jax.random.key(8), OBJECTIVE, INIT, OPTIMIZER, steps=STEPS, chunk_size=CHUNK, checkpoint=ck, progress_bar=False
+            jax.random.key(8),
+            OBJECTIVE,
+            INIT,
+            OPTIMIZER,
+            steps=STEPS,
+            chunk_size=CHUNK,
+            checkpoint=ck,
+            progress_bar=False,
         )
     other_guide, other_args = ppl.vi.auto_multivariate_normal(model, (len(YS),), OBS)
     with pytest.raises(FitError, match=r"written by a run with different parameters|written by a different run"):

@@ -15,21 +15,7 @@ import pytest
 import ppl
 from ppl import dist
 from ppl.errors import EstimatorError, NotADistributionError, PPLError
-
-Z = 5.0
-
-
-def assert_unbiased(samples, exact, what=""):
-    samples = np.asarray(samples, dtype=np.float64)
-    exact = np.asarray(exact, dtype=np.float64)
-    mean = samples.mean(axis=0)
-    se = samples.std(axis=0, ddof=1) / np.sqrt(samples.shape[0])
-    tol = Z * se + 1e-5 * (1.0 + np.abs(exact))  # Z standard errors of the mean
-    assert np.all(np.abs(mean - exact) <= tol), f"{what}: mean {mean} vs exact {exact} (se {se})"
-
-
-def many(fn, n, seed):
-    return jax.jit(jax.vmap(fn))(jax.random.split(jax.random.key(seed), n))
+from tests.vi.unbiased import assert_unbiased, many
 
 
 @ppl.gen
