@@ -26,8 +26,12 @@ Observations under the scan address carry the time axis in front (use
 weight the initial particles.
 
 **Algorithm** (bootstrap filter; Gordon et al. 1993, with the auxiliary
-bookkeeping of Naesseth et al. 2019). The initial choices are drawn from the
-prior, ``N`` particles, each giving the scan's initial carry ``c_0``. Then,
+bookkeeping of Naesseth et al. 2019). The initial choices (everything before
+the scan) come from ``model.generate`` given their observations, from the
+prior or from ``initial_proposal``: ``N`` particles, each weighted with
+``generate``'s weight (observed initial choices and ``ppl.factor`` terms
+before the scan; minus the proposal's log density) and giving the scan's
+initial carry ``c_0``. Then,
 for ``t = 1..T``, inside one ``lax.scan``:
 
 1. *resample* the carries when ``ESS < ess_threshold * N`` (``>= 1``: every
@@ -74,7 +78,7 @@ from ppl.core.address import format_address, normalize
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction, check_key
 from ppl.core.scan import Scan, ScanTrace
-from ppl.core.selection import Selection
+from ppl.core.selection import Selection, select_all
 from ppl.core.staging import staged
 from ppl.core.trace import DeterministicTrace, GenTrace
 from ppl.errors import DegenerateWeightsError, InferenceError, UnvisitedConstraintError
@@ -116,8 +120,10 @@ class FilterHistory(eqx.Module):
       log_marginal_likelihoods: ``(T,)`` running estimates of ``log p(y_{1:t})``.
       acceptance_rate: ``(T,)`` mean rejuvenation acceptance rate (0 without rejuvenation).
       num_nan: ``(T,)`` how many incremental weights were NaN (counted as ``-inf``).
-      initial_log_weights: ``(N,)`` log weights of the initial particles (from
-        observations of the choices before the scan; zeros if none).
+      initial_log_weights: ``(N,)`` log weights of the initial particles
+        (``generate``'s weight of the choices before the scan: their
+        observations and ``ppl.factor`` terms, minus the log density of
+        ``initial_proposal``; zeros if none).
     """
 
     choices: ChoiceMap
@@ -210,14 +216,28 @@ def _is_mapped_output_error(e: Exception) -> bool:
 
 
 def _particle_filter(
-    key, model, args, obs, n, scan_addr, scan, num_steps, proposal, method, mode, threshold, kernel, ksteps
+    key,
+    model,
+    args,
+    obs,
+    n,
+    scan_addr,
+    scan,
+    num_steps,
+    proposal,
+    method,
+    mode,
+    threshold,
+    kernel,
+    ksteps,
+    initial_proposal,
+    initial_proposal_args,
 ):
     resampler = resampling_mod.get_resampler(method)
     kernel_gf = scan.kernel
     scan_sel = Selection(frozenset({scan_addr})) if scan_addr else None
     step_obs = obs.get_submap(scan_addr) if scan_addr else obs
     prefix_obs = obs.without(scan_sel) if scan_addr else ChoiceMap.empty()
-    prefix_sel = Selection(frozenset(prefix_obs.addresses()))
     k_prefix, k_steps, k_final = jax.random.split(key, 3)
 
     # ---- initial particles: the prefix of the model, up to the scan's arguments
@@ -230,9 +250,36 @@ def _particle_filter(
     else:
 
         def prefix(k: Any) -> tuple:
-            tr, _ = model.generate(k, prefix_obs, args)
-            init, xs = tr.get_subtrace(scan_addr).args
-            return init, tr.project(prefix_sel), tr.choices.without(scan_sel), xs
+            # generate's weight counts the prefix's factors and constrained
+            # choices (observed or proposed); the scan runs unconstrained here,
+            # so its only share of the weight is its own factors, which the
+            # time steps count again: take them out (score - project).
+            proposed, q_score = ChoiceMap.empty(), 0.0
+            if initial_proposal is not None:
+                k, k_q = jax.random.split(k)
+                pargs = (prefix_obs, *args) if initial_proposal_args is None else initial_proposal_args
+                q = initial_proposal.simulate(k_q, pargs)
+                proposed, q_score = q.choices, q.score
+                observed_overlap(proposed, prefix_obs, WHERE, initial_proposal)
+                under_scan = [a for a in proposed.addresses() if scan_sel.contains(a)]
+                if under_scan:
+                    raise InferenceError(
+                        f"{WHERE}: the initial proposal {initial_proposal.name} samples "
+                        f"{', '.join(format_address(a) for a in under_scan[:4])} under the scan at "
+                        f"{format_address(scan_addr)}; it proposes the choices made before the scan only "
+                        "(use proposal= for the time steps)"
+                    )
+            try:
+                tr, w = model.generate(k, proposed | prefix_obs, args)
+            except UnvisitedConstraintError as e:
+                what = "the observations" + (
+                    "" if initial_proposal is None else f" or the choices of {initial_proposal.name}"
+                )
+                raise with_context(e, WHERE, what) from None
+            scan_tr = tr.get_subtrace(scan_addr)
+            scan_factors = scan_tr.score - scan_tr.project(select_all())
+            init, xs = scan_tr.args
+            return init, w - scan_factors - q_score, tr.choices.without(scan_sel), xs
 
         try:
             carry, lw0, prefix_choices, xs = particle_vmap(prefix, n, out_axes=(0, 0, 0, None))(k_prefix)
@@ -363,6 +410,8 @@ def particle_filter(
     rejuvenation: Any = None,
     rejuvenation_steps: int = 1,
     scan_address: Any = None,
+    initial_proposal: GenerativeFunction | None = None,
+    initial_proposal_args: tuple | None = None,
 ) -> ParticleCollection:
     """Filter a ``ppl.scan`` state-space model through its observations, one time step at a time.
 
@@ -384,6 +433,13 @@ def particle_filter(
         Observations must not be masked when rejuvenating.
       rejuvenation_steps: kernel steps per time step.
       scan_address: which top-level scan to filter when the model has several.
+      initial_proposal: ``None`` (the choices made before the scan come from
+        the prior) or a generative function proposing some of them (latent
+        addresses outside the scan), called with ``(prefix_observations,
+        *args)`` unless ``initial_proposal_args`` is given. The initial
+        particles are weighted with ``model.generate``'s weight (observed
+        prefix choices and ``ppl.factor`` terms before the scan included)
+        minus the proposal's log density.
 
     Returns:
       A :class:`ParticleCollection` of full model traces (final particles with
@@ -406,8 +462,14 @@ def particle_filter(
         )
     if not isinstance(rejuvenation_steps, int) or rejuvenation_steps < 1:
         raise InferenceError(f"{WHERE}: rejuvenation_steps must be a positive int, got {rejuvenation_steps!r}")
+    check_proposal(initial_proposal, initial_proposal_args, WHERE)
     obs = as_observations(observations)
     scan_addr, scan, num_steps = find_scan(model, args, obs, scan_address)
+    if initial_proposal is not None and not scan_addr:
+        raise InferenceError(
+            f"{WHERE}: initial_proposal was given, but {model.name} is a scan: there are no choices before the "
+            "time steps to propose"
+        )
     pc = staged(
         model,
         "ppl.infer.particle_filter",
@@ -426,6 +488,8 @@ def particle_filter(
         jnp.asarray(threshold),
         rejuvenation,
         rejuvenation_steps,
+        initial_proposal,
+        initial_proposal_args,
     )
     return _checked(pc)
 
@@ -441,7 +505,7 @@ def _checked(pc: ParticleCollection) -> ParticleCollection:
         if not np.any(np.isfinite(np.asarray(hist.initial_log_weights))):
             raise DegenerateWeightsError(
                 f"{WHERE}: every one of the {n} initial particles has log weight -inf or NaN: the observations "
-                "of the choices before the scan are impossible under their prior"
+                "of the choices before the scan (or the factors there) are impossible under their prior"
             )
         dead = np.flatnonzero(~np.any(np.isfinite(lw), axis=1))
         where = f"at time step {int(dead[0])} (0-based)" if dead.size else "at some step"
