@@ -13,6 +13,14 @@ class PPLError(Exception):
     """Base class of every error ppl raises for a modelling or input mistake."""
 
 
+class ArgumentError(PPLError, TypeError):
+    """A GFI method or entry point was called with an argument of the wrong kind (args not a tuple, no key)."""
+
+
+class ForeignPrimitiveError(PPLError):
+    """A primitive of another library (``numpyro.sample``, ``numpyro.plate``, ...) ran inside a ppl model."""
+
+
 class AddressError(PPLError):
     """An address is malformed or used twice in one execution of a model."""
 

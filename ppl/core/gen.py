@@ -29,10 +29,12 @@ from ppl.core import context
 from ppl.core.address import Address, fold_key, format_address, is_prefix, normalize
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenCall, GenerativeFunction
+from ppl.core.identity import FunctionTree
 from ppl.core.primitive import PRIMITIVE, check_distribution
 from ppl.core.selection import Selection
 from ppl.core.trace import ChoiceTrace, DeterministicTrace, FactorTrace, GenTrace, Trace
 from ppl.errors import (
+    ArgumentError,
     DuplicateAddressError,
     NotADistributionError,
     OutsideModelError,
@@ -315,15 +317,27 @@ class _Regenerate(_Handler):
 
 
 class GenFunction(GenerativeFunction):
-    """A generative function defined by a Python function (see ``ppl.gen``)."""
+    """A generative function defined by a Python function (see ``ppl.gen``).
+
+    Its identity is the function's code and static captures; arrays the
+    function closes over are leaves (:class:`ppl.core.identity.FunctionTree`),
+    so a ``@ppl.gen`` defined inside another model's body (a new closure on
+    every run) is the same generative function on every run.
+    """
+
+    _fields = ("_fn_tree", "name")
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None):
-        self.fn = fn
+        self._fn_tree = _function_tree(fn)
         self.name = name or getattr(fn, "__name__", "gen_fn")
-        self.__doc__ = getattr(fn, "__doc__", None)
-        self.__wrapped__ = fn
 
-    def _eq_key(self) -> Any:
+    @property
+    def fn(self) -> Callable[..., Any]:
+        t = self._fn_tree
+        return t.function() if isinstance(t, FunctionTree) else t
+
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
         return self.fn
 
     def _run(self, h: _Handler, args: tuple) -> Any:
@@ -378,6 +392,13 @@ class GenFunction(GenerativeFunction):
         return self._trace(h, args, retval), h.weight
 
 
+def _function_tree(fn: Any) -> Any:
+    """A plain Python function as a :class:`FunctionTree`; other callables (pytrees, methods) as they are."""
+    import types
+
+    return FunctionTree(fn) if isinstance(fn, types.FunctionType) else fn
+
+
 def gen(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
     """Turn a Python function into a :class:`GenerativeFunction`.
 
@@ -395,7 +416,7 @@ def gen(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any
     if isinstance(fn, GenerativeFunction):
         return fn
     if not callable(fn):
-        raise TypeError(f"@ppl.gen decorates a function, got {type(fn).__name__}")
+        raise ArgumentError(f"@ppl.gen decorates a function, got {type(fn).__name__}")
     return GenFunction(fn, name=name)
 
 

@@ -39,14 +39,14 @@ import jax.numpy as jnp
 
 from ppl.core.choicemap import ChoiceMap, as_choicemap
 from ppl.core.selection import Selection, as_selection
-from ppl.core.staging import staged
+from ppl.core.staging import compiled, partition
 from ppl.core.trace import Trace
-from ppl.errors import PPLError
+from ppl.errors import ArgumentError, PPLError
 
 
 def check_args(gf: GenerativeFunction, args: Any) -> tuple:
     if not isinstance(args, tuple):
-        raise TypeError(
+        raise ArgumentError(
             f"args of {gf.name} must be a tuple of its arguments, got {type(args).__name__}; "
             "for one argument write (x,), for none ()"
         )
@@ -55,19 +55,48 @@ def check_args(gf: GenerativeFunction, args: Any) -> tuple:
 
 def check_key(key: Any, method: str) -> Any:
     if key is None:
-        raise TypeError(f"{method} needs a PRNG key (jax.random.key(0)), got None")
+        raise ArgumentError(f"{method} needs a PRNG key (jax.random.key(0)), got None")
     if not isinstance(key, jax.Array):
         try:
             key = jnp.asarray(key)
         except TypeError as e:
-            raise TypeError(f"{method}: expected a PRNG key (jax.random.key(seed)), got {type(key).__name__}") from e
+            raise ArgumentError(
+                f"{method}: expected a PRNG key (jax.random.key(seed)), got {type(key).__name__}"
+            ) from e
     is_typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     if not is_typed and not (key.dtype == jnp.uint32 and key.shape[-1:] == (2,)):
-        raise TypeError(
+        raise ArgumentError(
             f"{method}: expected a PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), "
             f"got an array of dtype {key.dtype} and shape {key.shape}"
         )
     return key
+
+
+def _call_method(method: str, gf: GenerativeFunction, *args: Any) -> Any:
+    """``gf._<method>(*args)``: what every compiled GFI program runs (``gf`` rebuilt from its leaves)."""
+    return getattr(gf, method)(*args)
+
+
+def _flatten_gf(gf: GenerativeFunction) -> tuple[tuple, Any]:
+    flat = gf.__dict__.get("_ppl_flat")
+    if flat is None:
+        names = gf._field_names()
+        dyn, spec = partition(tuple(gf.__dict__[n] for n in names))
+        flat = (tuple(dyn), (names, spec))
+        gf.__dict__["_ppl_flat"] = flat
+    return flat
+
+
+def _unflatten_gf(cls: type, aux: Any, dyn: tuple) -> GenerativeFunction:
+    from ppl.core.staging import combine
+
+    obj = object.__new__(cls)
+    names, spec = aux
+    d = obj.__dict__
+    d.update(zip(names, combine(list(dyn), spec)))
+    d["_ppl_flat"] = (tuple(dyn), aux)
+    obj._rebuilt()
+    return obj
 
 
 class GenerativeFunction:
@@ -76,21 +105,47 @@ class GenerativeFunction:
     Subclasses implement ``_simulate``, ``_assess``, ``_generate``, ``_update``
     and ``_regenerate`` with the same signatures as the public methods but
     already-normalised arguments.
+
+    **A generative function is a pytree value** (see :mod:`ppl.core.identity`):
+    its *fields* (every instance attribute set in ``__init__``, or the names in
+    the class attribute ``_fields``) are flattened with their arrays as leaves
+    and everything else (code, ints, strings, other static configuration) as
+    static structure. Equality and hashing compare the static structure only,
+    so a rebuilt-equal function (a closure defined in a model body, a
+    ``ppl.scale`` with another factor) is the same function for
+    ``update``/``regenerate``; the compile cache is keyed the same way and
+    takes the leaves as inputs. Fields are set once, in ``__init__``;
+    derived attributes are properties.
     """
 
     name: str = "generative_function"
+    #: field names; ``None``: every instance attribute set in ``__init__``
+    _fields: tuple[str, ...] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_node(cls, _flatten_gf, lambda aux, dyn, cls=cls: _unflatten_gf(cls, aux, dyn))
 
     # --------------------------------------------------------------- identity
-    def _eq_key(self) -> Any:
-        return id(self)
+    def _field_names(self) -> tuple[str, ...]:
+        if self._fields is not None:
+            return tuple(self._fields)
+        return tuple(sorted(k for k in self.__dict__ if not k.startswith("_ppl_")))
+
+    def _rebuilt(self) -> None:
+        """Hook: recompute derived state after fields were decoded from leaves."""
+
+    def static_key(self) -> Any:
+        """The hashable static part: code, static configuration, tree structure."""
+        return (type(self), _flatten_gf(self)[1])
 
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
-        return type(other) is type(self) and self._eq_key() == other._eq_key()  # type: ignore[attr-defined]
+        return isinstance(other, GenerativeFunction) and self.static_key() == other.static_key()
 
     def __hash__(self) -> int:
-        return hash((type(self), self._eq_key()))
+        return hash(self.static_key())
 
     # ----------------------------------------------------------------- calls
     def __call__(self, *args: Any) -> GenCall:
@@ -101,12 +156,12 @@ class GenerativeFunction:
         """Run forward: ``t ~ p(.; args)``; returns a trace with ``score = log p(t; args)``."""
         key = check_key(key, f"{self.name}.simulate")
         args = check_args(self, args)
-        return staged(self, "simulate", self._simulate, key, args)
+        return compiled(_call_method, "_simulate", self, key, args)
 
     def assess(self, choices: Any, args: tuple = ()) -> tuple[Any, Any]:
         """``(log p(choices; args), retval)`` for a complete set of choices."""
         args = check_args(self, args)
-        return staged(self, "assess", self._assess, as_choicemap(choices), args)
+        return compiled(_call_method, "_assess", self, as_choicemap(choices), args)
 
     def log_density(self, choices: Any, args: tuple = ()) -> Any:
         """``log p(choices; args)``: the first output of :meth:`assess`."""
@@ -120,7 +175,7 @@ class GenerativeFunction:
         """
         key = check_key(key, f"{self.name}.generate")
         args = check_args(self, args)
-        return staged(self, "generate", self._generate, key, as_choicemap(constraints), args)
+        return compiled(_call_method, "_generate", self, key, as_choicemap(constraints), args)
 
     def update(self, key: Any, trace: Trace, constraints: Any = None, args: tuple | None = None):
         """Move ``trace`` to new ``args`` and ``constraints``.
@@ -131,7 +186,7 @@ class GenerativeFunction:
         key = check_key(key, f"{self.name}.update")
         self._check_trace(trace, "update")
         args = trace.args if args is None else check_args(self, args)
-        return staged(self, "update", self._update, key, trace, as_choicemap(constraints), args)
+        return compiled(_call_method, "_update", self, key, trace, as_choicemap(constraints), args)
 
     def regenerate(self, key: Any, trace: Trace, selection: Any, args: tuple | None = None):
         """Resample the selected choices from the prior (an MH proposal).
@@ -144,11 +199,11 @@ class GenerativeFunction:
         self._check_trace(trace, "regenerate")
         args = trace.args if args is None else check_args(self, args)
         sel = as_selection(selection)
-        return staged(self, "regenerate", self._regenerate, key, trace, sel, args)
+        return compiled(_call_method, "_regenerate", self, key, trace, sel, args)
 
     def _check_trace(self, trace: Any, method: str) -> None:
         if not isinstance(trace, Trace):
-            raise TypeError(f"{self.name}.{method} expects a Trace, got {type(trace).__name__}")
+            raise ArgumentError(f"{self.name}.{method} expects a Trace, got {type(trace).__name__}")
         if trace.gen_fn != self:
             other = getattr(trace.gen_fn, "name", trace.gen_fn)
             raise PPLError(f"{self.name}.{method} was given a trace of {other}, not of {self.name}")

@@ -33,11 +33,17 @@ class Mixture(GenFunction):
                     f"component {i} of ppl.mixture is a {type(c).__name__}, not a generative function"
                 )
         self.components = components
-        self._switch = Switch(components)
-        super().__init__(self._body, name="mixture(" + ", ".join(c.name for c in components) + ")")
+        self.name = "mixture(" + ", ".join(c.name for c in components) + ")"
 
-    def _eq_key(self) -> Any:
-        return ("mixture", self.components)
+    _fields = ("components", "name")
+
+    @property
+    def fn(self) -> Any:  # type: ignore[override]
+        return self._body
+
+    @property
+    def _switch(self) -> Switch:
+        return Switch(self.components)
 
     def _body(self, logits: Any, *args: Any) -> Any:
         k = sample("component", Categorical(logits=logits))

@@ -57,13 +57,15 @@ from ppl.errors import CombinatorError
 class ScaleTrace(Trace):
     """Trace of a scaled call: the inner trace and the factor it was scored with."""
 
-    _static_fields = ("inner_gf",)
-    _dynamic_fields = ("inner", "factor")
+    _dynamic_fields = ("inner_gf", "inner", "factor")
 
     def __init__(self, inner_gf: GenerativeFunction, inner: Trace, factor: Any):
         self.inner_gf = inner_gf
         self.inner = inner
         self.factor = factor
+
+    def _set_gen_fn(self, gen_fn: Any) -> None:
+        self.__dict__["inner_gf"] = None if gen_fn is None else gen_fn.gen_fn
 
     @property
     def gen_fn(self) -> Scale:  # type: ignore[override]
@@ -133,8 +135,6 @@ class Scale(GenerativeFunction):
         self.factor = _as_factor(factor)
         self.name = f"scale({gen_fn.name})"
 
-    def _eq_key(self) -> Any:
-        return self.gen_fn
 
     def simulate(self, key: Any, args: tuple = ()) -> ScaleTrace:
         key = check_key(key, f"{self.name}.simulate")

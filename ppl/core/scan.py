@@ -22,7 +22,7 @@ from ppl.core import context
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.core.selection import Selection
-from ppl.core.trace import Trace
+from ppl.core.trace import Trace, detached
 from ppl.core.vmap import check_leading_axis
 from ppl.errors import CombinatorError
 
@@ -30,8 +30,7 @@ from ppl.errors import CombinatorError
 class ScanTrace(Trace):
     """Trace of a scan: ``inner`` is the kernel's trace stacked over time."""
 
-    _static_fields = ("gen_fn",)
-    _dynamic_fields = ("score", "inner")
+    _dynamic_fields = ("gen_fn", "score", "inner")
     _partitioned_fields = ("args", "retval")
 
     def __init__(self, gen_fn: Any, args: Any, retval: Any, score: Any, inner: Trace):
@@ -69,8 +68,6 @@ class Scan(GenerativeFunction):
         self.length = length
         self.name = f"scan({kernel.name})"
 
-    def _eq_key(self) -> Any:
-        return (self.kernel, self.length)
 
     def _split_args(self, args: tuple) -> tuple[Any, Any, int]:
         if len(args) != 2:
@@ -131,7 +128,7 @@ class Scan(GenerativeFunction):
 
         def step(c: Any, k: Any, x: Any) -> Any:
             tr = self.kernel.simulate(k, (c, x))
-            return self._check_retval(tr)[0], tr
+            return self._check_retval(tr)[0], detached(tr)
 
         final, inner = self._scan(step, carry, (jax.random.split(key, n), xs), n)
         return self._trace(args, final, inner)
@@ -155,7 +152,7 @@ class Scan(GenerativeFunction):
 
         def step(c: Any, k: Any, cm: ChoiceMap, x: Any) -> Any:
             tr, w = self.kernel.generate(k, cm, (c, x))
-            return self._check_retval(tr)[0], (tr, w)
+            return self._check_retval(tr)[0], (detached(tr), w)
 
         final, (inner, ws) = self._scan(step, carry, (jax.random.split(key, n), constraints, xs), n)
         return self._trace(args, final, inner), jnp.sum(ws)
@@ -170,8 +167,8 @@ class Scan(GenerativeFunction):
         check_leading_axis(constraints, n, self.name)
 
         def step(c: Any, k: Any, old: Trace, cm: ChoiceMap, x: Any) -> Any:
-            tr, w, discard = self.kernel.update(k, old, cm, (c, x))
-            return self._check_retval(tr)[0], (tr, w, discard)
+            tr, w, discard = self.kernel.update(k, old.with_gen_fn(self.kernel), cm, (c, x))
+            return self._check_retval(tr)[0], (detached(tr), w, discard)
 
         final, (inner, ws, discard) = self._scan(
             step, carry, (jax.random.split(key, n), trace.inner, constraints, xs), n
@@ -182,8 +179,8 @@ class Scan(GenerativeFunction):
         carry, xs, n = self._split_args(args)
 
         def step(c: Any, k: Any, old: Trace, x: Any) -> Any:
-            tr, w = self.kernel.regenerate(k, old, selection, (c, x))
-            return self._check_retval(tr)[0], (tr, w)
+            tr, w = self.kernel.regenerate(k, old.with_gen_fn(self.kernel), selection, (c, x))
+            return self._check_retval(tr)[0], (detached(tr), w)
 
         final, (inner, ws) = self._scan(step, carry, (jax.random.split(key, n), trace.inner, xs), n)
         return self._trace(args, final, inner), jnp.sum(ws)

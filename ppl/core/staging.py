@@ -139,19 +139,34 @@ class Partitioned:
 def clear_caches() -> None:
     """Free every compiled program (JAX's caches, which hold ppl's too).
 
-    Each generative function keeps the programs compiled for its top-level
-    GFI calls (its traces refer back to it, so they live as long as JAX's
-    caches do). A long session that defines many throw-away models and calls
-    them eagerly can call ``ppl.clear_caches()`` to release them.
+    All of ppl's compiled programs live in one place, the cache of
+    :func:`compiled` (inside JAX's own jit cache), keyed by static structure.
+    A long session that defines many throw-away models can call
+    ``ppl.clear_caches()`` to release them.
     """
     jax.clear_caches()
 
 
-def staged(owner: Any, name: str, impl: Callable[..., Any], *args: Any) -> Any:
-    """Call ``impl(*args)`` compiled, with static leaves held static.
+def _run_program(static: tuple, dyn: tuple) -> Any:
+    impl, spec, _handlers = static
+    out, totals = context.run_collecting(impl, *combine(list(dyn), spec))
+    return Partitioned(out), totals
 
-    One ``jax.jit`` per ``(owner, name)`` is kept on ``owner``; its cache key
-    holds the static leaves of ``args`` and the active interceptors.
+
+#: the one compile cache: keyed by (implementation, static structure of the arguments, handler stack)
+_PROGRAMS = jax.jit(_run_program, static_argnums=(0,))
+
+
+def compiled(impl: Callable[..., Any], *args: Any) -> Any:
+    """``impl(*args)``, compiled; non-array leaves of ``args`` are static.
+
+    ``impl`` must be a module-level function (its identity is part of the
+    cache key). Generative functions, traces and closures among ``args`` are
+    pytrees: their arrays are inputs of the program and their code and static
+    configuration are part of the key (:mod:`ppl.core.identity`), so equal
+    structure with new values reuses the compiled program. Inside a JAX
+    transformation (any leaf is a tracer) or under ``ppl.eager()`` it runs
+    inline.
     """
     if not context.staging_enabled():
         return impl(*args)
@@ -160,17 +175,11 @@ def staged(owner: Any, name: str, impl: Callable[..., Any], *args: Any) -> Any:
         # Already inside a JAX transformation (the user's jit/vmap/grad, or an
         # enclosing GFI call): trace inline; values are tracers either way.
         return impl(*args)
-    cache = owner.__dict__.setdefault("_staged_cache", {})
-    fn = cache.get(name)
-    if fn is None:
-
-        def run(static_key, dyn):
-            spec, _ = static_key
-            out, totals = context.run_collecting(impl, *combine(list(dyn), spec))
-            return Partitioned(out), totals
-
-        fn = jax.jit(run, static_argnums=(0,))
-        cache[name] = fn
-    out, totals = fn((spec, context.interceptors()), tuple(dyn))
+    out, totals = _PROGRAMS((impl, spec, context.interceptors()), tuple(dyn))
     context.reemit(totals)
     return out.value
+
+
+def staged(owner: Any, name: str, impl: Callable[..., Any], *args: Any) -> Any:
+    """``compiled(impl, *args)`` (the older spelling; ``owner`` and ``name`` are not part of the key)."""
+    return compiled(impl, *args)

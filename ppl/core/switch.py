@@ -74,8 +74,7 @@ def _expand(cond: Any, v: Any) -> Any:
 class SwitchTrace(Trace):
     """One slot per branch; ``index`` says which one holds the real execution."""
 
-    _static_fields = ("gen_fn",)
-    _dynamic_fields = ("score", "index", "branches")
+    _dynamic_fields = ("gen_fn", "score", "index", "branches")
     _partitioned_fields = ("args", "retval")
 
     def __init__(self, gen_fn: Any, args: Any, retval: Any, score: Any, index: Any, branches: tuple):
@@ -144,8 +143,6 @@ class Switch(GenerativeFunction):
         self.branches = branches
         self.name = "switch(" + ", ".join(b.name for b in branches) + ")"
 
-    def _eq_key(self) -> Any:
-        return self.branches
 
     # ------------------------------------------------------------- helpers
     def _split(self, args: tuple) -> tuple[Any, tuple]:

@@ -2,9 +2,14 @@
 
 Every trace has ``.choices`` (a :class:`ChoiceMap`), ``.score`` (the log joint
 density of its choices plus any ``ppl.factor`` terms, a scalar), ``.retval``,
-``.args`` and ``.gen_fn``. Traces are pytrees: the generative function and the
-non-array parts of ``args``/``retval`` are static structure, everything else
-is leaves, so traces go through ``jit``, ``vmap`` and ``lax.scan``.
+``.args`` and ``.gen_fn``. Traces are pytrees: the non-array parts of
+``args``/``retval`` and of the generative function (itself a pytree, see
+:mod:`ppl.core.identity`) are static structure, everything else is leaves, so
+traces go through ``jit``, ``vmap`` and ``lax.scan``.
+
+Inside ``ppl.vmap``/``ppl.scan`` the per-element traces are stored
+*detached* (``gen_fn`` is ``None``): the element function is the
+combinator's, so its captured arrays are not stacked once per element.
 """
 
 from __future__ import annotations
@@ -87,12 +92,32 @@ class Trace:
             return det[addr]
         raise KeyError(f"no choice or deterministic value at {addr!r}; choices: {cm._address_summary()}")
 
+    def with_gen_fn(self, gen_fn: Any) -> Trace:
+        """A shallow copy whose generative function is ``gen_fn`` (``None``: detached)."""
+        obj = object.__new__(type(self))
+        obj.__dict__.update(self.__dict__)
+        obj._set_gen_fn(gen_fn)
+        return obj
+
+    def _set_gen_fn(self, gen_fn: Any) -> None:
+        if "gen_fn" in type(self)._dynamic_fields or "gen_fn" in type(self)._static_fields:
+            self.__dict__["gen_fn"] = gen_fn
+
     def log_density_of(self, selection: Any) -> Any:
         return self.project(as_selection(selection))
 
     def __repr__(self) -> str:
         name = getattr(self.gen_fn, "name", None) or type(self).__name__
         return f"{type(self).__name__}({name}, score={_short(self.score)}, choices={self.choices!r})"
+
+
+def detached(out: Any) -> Any:
+    """``out`` (a trace, or a tuple starting with one) with the trace detached from its function."""
+    if isinstance(out, Trace):
+        return out.with_gen_fn(None)
+    if isinstance(out, tuple) and out and isinstance(out[0], Trace):
+        return (out[0].with_gen_fn(None), *out[1:])
+    return out
 
 
 def _partitioned_property(name: str) -> property:
@@ -170,8 +195,8 @@ class DeterministicTrace(Trace):
 class GenTrace(Trace):
     """Trace of a ``@gen`` function: one sub-trace per visited address."""
 
-    _static_fields = ("gen_fn", "keys")
-    _dynamic_fields = ("score", "subtraces")
+    _static_fields = ("keys",)
+    _dynamic_fields = ("gen_fn", "score", "subtraces")
     _partitioned_fields = ("args", "retval")
 
     def __init__(self, gen_fn: Any, args: Any, retval: Any, score: Any, subtraces: dict[Address, Trace]):

@@ -21,15 +21,14 @@ from ppl.core.address import format_address
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.core.selection import Selection
-from ppl.core.trace import Trace
+from ppl.core.trace import Trace, detached
 from ppl.errors import CombinatorError, ConstraintShapeError
 
 
 class VmapTrace(Trace):
     """Trace of a vmapped call: ``inner`` is the batched trace of the element."""
 
-    _static_fields = ("gen_fn",)
-    _dynamic_fields = ("score", "inner")
+    _dynamic_fields = ("gen_fn", "score", "inner")
     _partitioned_fields = ("args", "retval")
 
     def __init__(self, gen_fn: Any, args: Any, retval: Any, score: Any, inner: Trace):
@@ -83,8 +82,6 @@ class Vmap(GenerativeFunction):
         self.axis_size = axis_size
         self.name = f"vmap({gen_fn.name})"
 
-    def _eq_key(self) -> Any:
-        return (self.gen_fn, self.in_axes, self.axis_size)
 
     def _axes(self, args: tuple) -> tuple:
         if isinstance(self.in_axes, tuple):
@@ -139,7 +136,7 @@ class Vmap(GenerativeFunction):
 
     def _simulate(self, key: Any, args: tuple) -> VmapTrace:
         keys = jax.random.split(key, self.batch_size(args))
-        inner = self._vmap(lambda k, a: self.gen_fn.simulate(k, a), args, keys)
+        inner = self._vmap(lambda k, a: detached(self.gen_fn.simulate(k, a)), args, keys)
         return self._trace(args, inner)
 
     def _assess(self, choices: ChoiceMap, args: tuple) -> tuple[Any, Any]:
@@ -152,7 +149,7 @@ class Vmap(GenerativeFunction):
         n = self.batch_size(args)
         check_leading_axis(constraints, n, self.name)
         keys = jax.random.split(key, n)
-        inner, w = self._vmap(lambda k, c, a: self.gen_fn.generate(k, c, a), args, keys, constraints)
+        inner, w = self._vmap(lambda k, c, a: detached(self.gen_fn.generate(k, c, a)), args, keys, constraints)
         return self._trace(args, inner), jnp.sum(w)
 
     def _update(self, key: Any, trace: VmapTrace, constraints: ChoiceMap, args: tuple):
@@ -165,14 +162,14 @@ class Vmap(GenerativeFunction):
         check_leading_axis(constraints, n, self.name)
         keys = jax.random.split(key, n)
         inner, w, discard = self._vmap(
-            lambda k, t, c, a: self.gen_fn.update(k, t, c, a), args, keys, trace.inner, constraints
+            lambda k, t, c, a: detached(self.gen_fn.update(k, t.with_gen_fn(self.gen_fn), c, a)), args, keys, trace.inner, constraints
         )
         return self._trace(args, inner), jnp.sum(w), discard
 
     def _regenerate(self, key: Any, trace: VmapTrace, selection: Selection, args: tuple):
         n = self.batch_size(args)
         keys = jax.random.split(key, n)
-        inner, w = self._vmap(lambda k, t, a: self.gen_fn.regenerate(k, t, selection, a), args, keys, trace.inner)
+        inner, w = self._vmap(lambda k, t, a: detached(self.gen_fn.regenerate(k, t.with_gen_fn(self.gen_fn), selection, a)), args, keys, trace.inner)
         return self._trace(args, inner), jnp.sum(w)
 
 

@@ -125,8 +125,7 @@ class TemperedTrace(Trace):
     own trace (observations included, ``inner.score`` the full log joint).
     """
 
-    _static_fields = ("gen_fn",)
-    _dynamic_fields = ("score", "inner", "log_likelihood")
+    _dynamic_fields = ("gen_fn", "score", "inner", "log_likelihood")
     _partitioned_fields = ("args",)
 
     def __init__(self, gen_fn: Any, args: Any, score: Any, inner: Trace, log_likelihood: Any):
@@ -169,8 +168,6 @@ class Tempered(GenerativeFunction):
         self.model = model
         self.name = f"tempered({model.name})"
 
-    def _eq_key(self) -> Any:
-        return self.model
 
     # ---------------------------------------------------------------- helpers
     def _split(self, args: tuple) -> tuple[Any, ChoiceMap, tuple, Selection]:

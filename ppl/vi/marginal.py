@@ -77,8 +77,7 @@ from ppl.vi.expectation import vmap
 class EstimatedTrace(Trace):
     """Trace of a generative function whose score is a density *estimate*."""
 
-    _static_fields = ("gen_fn",)
-    _dynamic_fields = ("score", "stored_choices")
+    _dynamic_fields = ("gen_fn", "score", "stored_choices")
     _partitioned_fields = ("args", "retval")
 
     def __init__(self, gen_fn: Any, args: Any, retval: Any, score: Any, choices: ChoiceMap):
@@ -113,8 +112,6 @@ class Marginal(GenerativeFunction):
         self.particles = particles
         self.name = f"marginal({gen_fn.name})"
 
-    def _eq_key(self) -> Any:
-        return (self.gen_fn, self.aux, self.proposal, self.particles)
 
     def _weights(self, key: Any, z: ChoiceMap, args: tuple, n: int) -> tuple[Any, Any]:
         """``n`` log weights ``log q(z, psi_k) - log r(psi_k | z)`` with ``psi_k ~ r``, and the first retval."""
@@ -222,8 +219,6 @@ class Normalized(GenerativeFunction):
         self.particles = particles
         self.name = f"normalize({model.name})"
 
-    def _eq_key(self) -> Any:
-        return (self.model, id(self.observations), self.proposal, self.particles)
 
     def _split(self, args: tuple) -> tuple[tuple, tuple]:
         if len(args) != 2 or not all(isinstance(a, tuple) for a in args):
