@@ -75,7 +75,6 @@ def fit(model, y, sigma, draws: int, seed: int) -> ppl.infer.MCMCResult:
 
 
 def plot(results: dict, idata, path: Path) -> None:
-    import arviz as az
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,8 +89,14 @@ def plot(results: dict, idata, path: Path) -> None:
     axes[0, 0].set_xlabel("log tau")
     axes[0, 0].set_title("posterior of log tau: the centred chains miss the funnel's neck")
     axes[0, 0].legend()
-    az.plot_forest(idata, var_names=["theta"], combined=True, ax=axes[0, 1])
-    axes[0, 1].set_title("theta_j (non-centred)")
+    # a forest plot drawn here: ArviZ 1.x's az.plot_forest makes its own figure (no ax=)
+    theta = idata.posterior["theta"].values.reshape(-1, idata.posterior["theta"].shape[-1])
+    lo, mid, hi = np.quantile(theta, [0.03, 0.5, 0.97], axis=0)
+    school = np.arange(theta.shape[1])
+    axes[0, 1].errorbar(mid, school, xerr=[mid - lo, hi - mid], fmt="o", capsize=4)
+    axes[0, 1].set_yticks(school, [f"theta[{j}]" for j in school])
+    axes[0, 1].invert_yaxis()
+    axes[0, 1].set_title("theta_j (non-centred): medians, central 94% intervals")
     c = results["centred"]
     div = c.diverging.reshape(-1)
     lt, t1 = np.log(c.samples["tau"].reshape(-1)), c.samples["theta"][..., 0].reshape(-1)

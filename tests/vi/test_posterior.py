@@ -7,6 +7,7 @@ import pytest
 
 import ppl
 from ppl import dist
+from ppl.diagnostics.arviz import group_names
 from ppl.errors import PPLError
 
 
@@ -60,7 +61,7 @@ def test_posterior_predictive_runs_the_model_on_each_draw(pred):
 
 def test_to_arviz_groups(draws, pred):
     idata = ppl.vi.to_arviz(draws, predictive=pred, observations=OBS)
-    assert set(idata.groups()) >= {"posterior", "posterior_predictive", "observed_data"}
+    assert group_names(idata) >= {"posterior", "posterior_predictive", "observed_data"}
     assert idata.posterior["w"].shape == (1, S)
     assert "w2" in idata.posterior  # the model's deterministic site joins the posterior
     assert idata.posterior_predictive["y"].shape[:2] == (1, S)
