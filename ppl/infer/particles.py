@@ -51,12 +51,17 @@ class ParticleCollection(eqx.Module):
         mean weight at that step (0 if never resampled).
       info: algorithm-specific diagnostics (a particle filter's per-step
         history, tempered SMC's temperatures), or ``None``.
+      observed: which choices the target has observed so far (an
+        :class:`ppl.infer.smc.ObservedRecord`, kept by ``smc.init`` and
+        ``smc.extend``), or ``None`` when unknown. ``smc.extend`` needs it to
+        tell data it overwrites again from sampled values it overwrites.
     """
 
     traces: Any
     log_weights: jax.Array
     log_normalizer: jax.Array = eqx.field(default_factory=lambda: jnp.zeros(()))
     info: Any = None
+    observed: Any = None
 
     # ------------------------------------------------------------- weights
     @property
@@ -177,7 +182,7 @@ def checked_collection(pc: ParticleCollection, where: str, hint: str) -> Particl
         f"{pc.num_particles} particles had log weight -inf or NaN. {hint}".rstrip()
     )
     zero = runtime_check(~jnp.isfinite(pc.log_marginal_likelihood()), msg)
-    return ParticleCollection(pc.traces, pc.log_weights + zero, pc.log_normalizer + zero, pc.info)
+    return ParticleCollection(pc.traces, pc.log_weights + zero, pc.log_normalizer + zero, pc.info, pc.observed)
 
 
 def is_traced(x: Any) -> bool:
@@ -222,6 +227,7 @@ def _resample(pc: ParticleCollection, key: Any, n: int, method: Any) -> Particle
         log_weights=jnp.zeros((n,), pc.log_weights.dtype),
         log_normalizer=pc.log_normalizer + resampling.log_mean_weight(pc.log_weights),
         info=pc.info,
+        observed=pc.observed,
     )
 
 

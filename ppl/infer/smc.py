@@ -17,7 +17,9 @@ algorithm is a few lines:
   observations, args)`` (new observations as constraints, new arguments,
   any newly reachable choices drawn from the prior or from ``proposal``) and
   adds the incremental weight ``log gamma_k(t') - log gamma_{k-1}(t) -
-  log q(new choices)``;
+  log q(new choices)``, plus ``log p_old(v)`` for every sampled value ``v``
+  the update overwrote with data or dropped (its discard; the backward
+  kernel proposes ``v`` from its old conditional);
 * ``reweight`` adds any ``log_weight_fn(trace)`` (change of target without
   moving the traces); ``change_target`` re-scores each trace under another
   model (``log p_new(t) - log p_old(t)``);
@@ -45,7 +47,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ppl.core.address import Address, format_address, is_prefix, sort_key
+from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction, check_key
+from ppl.core.selection import Selection
 from ppl.core.staging import staged
 from ppl.core.trace import Trace
 from ppl.errors import InferenceError, UnvisitedConstraintError
@@ -59,15 +64,118 @@ from ppl.infer.importance import (
     with_context,
 )
 from ppl.infer.particle_vmap import particle_vmap
-from ppl.infer.particles import ParticleCollection, check_weights
+from ppl.infer.particles import ParticleCollection, check_weights, is_traced, runtime_check
 
 _CACHE = SimpleNamespace()  # owner of the compiled steps
 
 
 def _replace(pc: ParticleCollection, **changes: Any) -> ParticleCollection:
-    fields = {"traces": pc.traces, "log_weights": pc.log_weights, "log_normalizer": pc.log_normalizer, "info": pc.info}
+    fields = {
+        "traces": pc.traces,
+        "log_weights": pc.log_weights,
+        "log_normalizer": pc.log_normalizer,
+        "info": pc.info,
+        "observed": pc.observed,
+    }
     fields.update(changes)
     return ParticleCollection(**fields)
+
+
+# ------------------------------------------------------- observed choices
+@jax.tree_util.register_pytree_node_class
+class ObservedRecord:
+    """The choices the particles' target has observed so far.
+
+    ``full`` (static) holds the addresses observed as a whole; ``masks``
+    the partly observed ones (``ppl.masked`` observations: a boolean mask per
+    address, true where observed, the OR over all steps so far). Everything
+    else in the traces was sampled (from the prior or a proposal).
+    ``smc.extend`` reads it to tell a value it overwrites with data that was
+    data already (no correction) from a sampled value (whose old density
+    enters the weight).
+    """
+
+    __slots__ = ("full", "masks")
+
+    def __init__(self, full: frozenset = frozenset(), masks: dict | None = None):
+        self.full = frozenset(full)
+        self.masks = dict(masks or {})
+
+    def tree_flatten(self):
+        keys = tuple(sorted(self.masks, key=sort_key))
+        return tuple(self.masks[k] for k in keys), (self.full, keys)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        full, keys = aux
+        return cls(full, dict(zip(keys, children)))
+
+    def add(self, observations: ChoiceMap) -> ObservedRecord:
+        """The record after also observing ``observations``."""
+        full, masks = set(self.full), dict(self.masks)
+        for a, _, m in observations.masked_items():
+            if a in full:
+                continue
+            if m is None:
+                full.add(a)
+                masks.pop(a, None)
+            else:
+                m = jnp.asarray(m, bool)
+                masks[a] = jnp.logical_or(masks[a], m) if a in masks else m
+        return ObservedRecord(frozenset(full), masks)
+
+    def mask_of(self, addr: Address) -> Any:
+        """``True`` (wholly observed), a boolean mask, or ``None`` (never observed) for ``addr``."""
+        if any(is_prefix(a, addr) for a in self.full):
+            return True
+        for a, m in self.masks.items():
+            if is_prefix(a, addr):
+                return m
+        return None
+
+    def __repr__(self) -> str:
+        return f"ObservedRecord(full={sorted(map(format_address, self.full))}, masked={list(map(format_address, self.masks))})"
+
+
+def _sampled_discard(discard: ChoiceMap, observed: ObservedRecord) -> list[tuple[Address, Any]]:
+    """``(address, mask)`` of the discarded values that were sampled, not observed (``mask`` True: all of it)."""
+    out = []
+    for a, _, m in discard.masked_items():
+        seen = observed.mask_of(a)
+        if seen is True:
+            continue
+        overwritten = True if m is None else jnp.asarray(m, bool)
+        if seen is None:
+            out.append((a, overwritten))
+        else:
+            out.append((a, jnp.logical_and(overwritten, jnp.logical_not(seen))))
+    return out
+
+
+def _log_density_of_discard(keys: Any, old: Trace, sampled: list[tuple[Address, Any]]) -> tuple[Any, Any]:
+    """``log p_old(discarded sampled values)``, scored as in the old trace, and whether that failed.
+
+    Computed through ``generate`` on the old trace's choices with the
+    discarded elements left unconstrained: ``old.score`` minus that weight
+    is their log density, provided nothing else in the old trace depends on
+    them (they are leaves, as observations are). Two keys tell: if the fresh
+    draws there change the weight, other choices or factors depend on them
+    and the flag is set.
+    """
+    gen_fn = old.gen_fn
+    choices = old.choices
+    drop = [a for a, m in sampled if m is True]
+    partial = {a: m for a, m in sampled if m is not True}
+    masks = {}
+    for a, m in partial.items():
+        keep = jnp.logical_not(m)
+        prior = choices.mask(a)
+        masks[a] = keep if prior is None else jnp.logical_and(prior, keep)
+    cm = choices.without(Selection(frozenset(drop))).with_masks(masks)
+    _, w1 = gen_fn.generate(keys[0], cm, old.args)
+    _, w2 = gen_fn.generate(keys[1], cm, old.args)
+    failed = jnp.abs(w1 - w2) > 1e-5 * (1.0 + jnp.abs(w1))
+    return old.score - w1, failed
 
 
 # ------------------------------------------------------------------- init
@@ -81,37 +189,69 @@ def init(
     proposal: GenerativeFunction | None = None,
     proposal_args: tuple | None = None,
 ) -> ParticleCollection:
-    """The first SMC step: importance sampling (see :func:`ppl.infer.importance`)."""
-    return importance(
-        key, model, args, observations, particles=particles, proposal=proposal, proposal_args=proposal_args
-    )
+    """The first SMC step: importance sampling (see :func:`ppl.infer.importance`).
+
+    The collection also records the observed choices (``pc.observed``), which
+    :func:`extend` needs to weight data that overwrite sampled values.
+    """
+    pc = importance(key, model, args, observations, particles=particles, proposal=proposal, proposal_args=proposal_args)
+    return _replace(pc, observed=ObservedRecord().add(as_observations(observations)))
 
 
 # ----------------------------------------------------------------- extend
 def _extend(key, pc, args, obs, proposal, proposal_args):
     where = "ppl.infer.smc.extend"
     gen_fn = pc.traces.gen_fn
+    observed = pc.observed
 
-    def one(k: Any, trace: Trace) -> tuple[Any, Any]:
+    def one(k: Any, trace: Trace) -> tuple[Any, Any, Any]:
         new_args = trace.args if args is None else args
+        k_prop, k_upd, k_disc = jax.random.split(k, 3)
         if proposal is None:
-            try:
-                tr, w, _ = gen_fn.update(k, trace, obs, new_args)
-            except UnvisitedConstraintError as e:
-                raise with_context(e, where, "the new observations") from None
-            return tr, w
-        k_prop, k_upd = jax.random.split(k)
-        pargs = (trace, obs, *new_args) if proposal_args is None else proposal_args
-        q = proposal.simulate(k_prop, pargs)
-        observed_overlap(q.choices, obs, where, proposal)
+            constraints, q_score, what = obs, 0.0, "the new observations"
+        else:
+            pargs = (trace, obs, *new_args) if proposal_args is None else proposal_args
+            q = proposal.simulate(k_prop, pargs)
+            observed_overlap(q.choices, obs, where, proposal)
+            constraints, q_score = q.choices | obs, q.score
+            what = f"the new observations or the choices of {proposal.name}"
         try:
-            tr, w, _ = gen_fn.update(k_upd, trace, q.choices | obs, new_args)
+            tr, w, discard = gen_fn.update(k_upd, trace, constraints, new_args)
         except UnvisitedConstraintError as e:
-            raise with_context(e, where, f"the new observations or the choices of {proposal.name}") from None
-        return tr, w - q.score
+            raise with_context(e, where, what) from None
+        w = w - q_score
+        if discard.is_empty():
+            return tr, w, jnp.zeros((), bool)
+        if observed is None:
+            raise InferenceError(
+                f"{where}: the update overwrote or dropped the choices at "
+                f"{', '.join(format_address(a) for a in discard.addresses()[:6])}, and this ParticleCollection "
+                "does not record which choices were observed so far (it was not made by ppl.infer.smc.init / "
+                "smc.extend), so the weight cannot tell sampled values (whose density must be added back) "
+                "from data given again; start the run with smc.init"
+            )
+        sampled = _sampled_discard(discard, observed)
+        if not sampled:
+            return tr, w, jnp.zeros((), bool)
+        # Backward kernel: the overwritten (or dropped) sampled values are
+        # proposed again from their old conditionals, so the incremental
+        # weight gains their old log density (masked elements only).
+        log_p_discard, failed = _log_density_of_discard(jax.random.split(k_disc), trace, sampled)
+        return tr, w + log_p_discard, failed
 
-    traces, w = particle_vmap(one, pc.num_particles)(key, pc.traces)
-    return _replace(pc, traces=traces, log_weights=pc.log_weights + w)
+    traces, w, failed = particle_vmap(one, pc.num_particles)(key, pc.traces)
+    new_observed = None if observed is None else observed.add(obs)
+    return _replace(pc, traces=traces, log_weights=pc.log_weights + w, observed=new_observed), jnp.any(failed)
+
+
+def _discard_error(pc: ParticleCollection, obs: ChoiceMap) -> str:
+    return (
+        "ppl.infer.smc.extend: the update overwrote sampled values (at the addresses of "
+        f"{', '.join(format_address(a) for a in obs.addresses()[:6]) or 'the proposal'}) that other choices or "
+        "factors of the model depend on; their old density cannot be scored alone, so the SMC weight cannot "
+        "account for the discard. Observe only choices nothing depends on when revealing data over time, or "
+        "add the new addresses as new choices (grow the model's arguments) instead of overwriting"
+    )
 
 
 def extend(
@@ -131,6 +271,19 @@ def extend(
     is given); its choices must be latent addresses of the model. The
     incremental weight ``w = log p(t'; args') - log p(t; args) - log q(new)``
     is added to each particle's log weight.
+
+    **Overwritten values** (``update``'s discard). When the observations
+    (or the proposal) give a value for a choice the traces had *sampled*
+    (data revealed over time with ``ppl.masked(ys, jnp.arange(T) < t)``, or
+    an observation of an address earlier targets left latent), the old value
+    is proposed back by a backward kernel from its old conditional, so ``w``
+    also gains its old log density (masked elements only). Data given again
+    (``pc.observed`` records what was observed, from :func:`init` on) adds
+    nothing. Such values must be leaves (nothing else in the model depends
+    on them, as for observations); otherwise their density cannot be scored
+    alone and ``InferenceError`` is raised (at run time under ``jit``). A
+    collection without the record (not made by :func:`init`) raises when
+    ``update`` discards anything.
     """
     where = "ppl.infer.smc.extend"
     key = check_key(key, where)
@@ -138,7 +291,14 @@ def extend(
         raise InferenceError(f"{where}: args must be a tuple (or None to keep each trace's), got {type(args).__name__}")
     check_proposal(proposal, proposal_args, where)
     obs = as_observations(observations)
-    return staged(_CACHE, "extend", _extend, key, particles, args, obs, proposal, proposal_args)
+    pc, failed = staged(_CACHE, "extend", _extend, key, particles, args, obs, proposal, proposal_args)
+    msg = _discard_error(pc, obs)
+    if is_traced(failed):
+        zero = runtime_check(failed, msg)
+        return _replace(pc, log_weights=pc.log_weights + zero)
+    if bool(failed):
+        raise InferenceError(msg)
+    return pc
 
 
 # ---------------------------------------------------------- change target
@@ -316,6 +476,7 @@ smc.resample_adaptive = resample_adaptive  # type: ignore[attr-defined]
 smc.rejuvenate = rejuvenate  # type: ignore[attr-defined]
 
 __all__ = [
+    "ObservedRecord",
     "change_target",
     "extend",
     "init",

@@ -113,7 +113,7 @@ def test_change_target_and_reweight_give_importance_sampling(prior_particles) ->
         # self-normalised IS: 5 se with se = sd / sqrt(ESS); log Z relative var ~ 1/ESS
         assert abs(float(pc.mean("mu")) - mean) < 5 * math.sqrt(var / ess)
         assert abs(float(pc.log_marginal_likelihood()) - logz) < 5 * math.sqrt(1 / ess)
-    assert moved.traces.gen_fn is normal_normal
+    assert moved.traces.gen_fn == normal_normal  # structural identity (generative functions are values)
     np.testing.assert_allclose(np.asarray(moved.log_weights), np.asarray(reweighted.log_weights), rtol=1e-4, atol=1e-4)
 
 
