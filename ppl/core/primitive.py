@@ -12,9 +12,9 @@ the formula is then evaluated at a safe in-support point so that gradients
 stay finite. Sampled values are in the support by construction and skip the
 check.
 
-Interceptors (see :mod:`ppl.core.context`) may change how a site samples a
-fresh value (``sample``) and how it reads a value given from outside
-(``given``); each returns ``None`` to leave the site alone.
+Every fresh draw and every value given from outside goes through the
+handler stack (:mod:`ppl.core.handlers`), so installed handlers can provide,
+transform or score it.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from numpyro.distributions.transforms import biject_to
 from ppl.core import context
 from ppl.core.address import format_address
 from ppl.core.choicemap import ChoiceMap, Masked
+from ppl.core.handlers import Site, apply_stack
 from ppl.core.selection import Selection
 from ppl.core.trace import ChoiceTrace
 from ppl.errors import (
@@ -153,43 +154,40 @@ def fresh_log_density(d: Distribution, value: Any) -> Any:
     return jnp.sum(_log_prob(d, value))
 
 
-def _sample(d: Distribution, key: Any) -> tuple[Any, Any]:
-    addr = context.current_path()
-    for ic in reversed(context.interceptors()):
-        hook = getattr(ic, "sample", None)
-        if hook is not None:
-            out = hook(addr, d, key)
-            if out is not None:
-                return out
+def _default_sample(site: Site) -> None:
     try:
-        x = d.sample(key)
+        x = site.dist.sample(site.key)
     except NotImplementedError as e:
         raise PPLError(
-            f"{describe(d)} at {format_address(addr)} cannot be sampled (an improper prior such as "
+            f"{describe(site.dist)} at {format_address(site.address)} cannot be sampled (an improper prior such as "
             "ImproperUniform has no sampler); give this choice a value (generate with constraints, "
             "or an MCMC/VI initialiser in unconstrained space)"
         ) from e
-    return x, x
+    site.provide(x)
+
+
+def _sample(d: Distribution, key: Any) -> tuple[Any, Any]:
+    """``(program_value, stored_value)`` of a fresh draw, through the handler stack."""
+    site = apply_stack(Site(context.current_path(), d, "sample", key=key), _default_sample)
+    return site.value, site.stored
+
+
+def _default_given(site: Site) -> None:
+    value = check_value(site.address, site.tagged, site.given)
+    site.provide(value)
 
 
 def _given(d: Distribution, value: Any) -> tuple[Any, Any, Any, bool]:
     """``(program_value, stored_value, extra_weight, in_support)`` for a given value.
 
-    Interceptors see the raw value first (an unconstrained view reads values
-    of another shape); otherwise the value is checked against ``d``. A hook
-    may return a fourth element, ``True`` when it guarantees the program value
-    lies in ``d``'s support (a value mapped from unconstrained space), so
-    the support check is skipped.
+    Handlers see the raw value first (an unconstrained view reads values of
+    another shape); by default the value is checked against ``d``. A handler
+    that guarantees the program value lies in ``d``'s support (a value mapped
+    from unconstrained space) sets ``in_support`` so the check is skipped.
     """
-    addr = context.current_path()
-    for ic in reversed(context.interceptors()):
-        hook = getattr(ic, "given", None)
-        if hook is not None:
-            out = hook(addr, d, value)
-            if out is not None:
-                return (*out, False) if len(out) == 3 else tuple(out)
-    value = check_value(addr, d, value)
-    return value, value, jnp.zeros(()), False
+    site = apply_stack(Site(context.current_path(), d, "given", given=value), _default_given)
+    extra = jnp.zeros(()) if site.extra is None else site.extra
+    return site.value, site.stored, extra, site.in_support
 
 
 def _score(d: Distribution, value: Any, in_support: bool) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ppl.core import context
+from ppl.core.batching import loop
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.core.selection import Selection
@@ -94,13 +94,8 @@ class Scan(GenerativeFunction):
     def _scan(self, step: Any, carry: Any, seqs: tuple, n: int) -> tuple[Any, Any]:
         """``lax.scan`` of ``step(carry, *slices) -> (carry, out)``, effects forwarded."""
 
-        def body(c: Any, xs: tuple) -> Any:
-            with context.element(xs[0], n):
-                (c2, out), totals = context.run_collecting(step, c, *xs[1:])
-            return c2, (out, totals)
-
         try:
-            final, (out, totals) = jax.lax.scan(body, carry, (jnp.arange(n), *seqs), length=n)
+            final, out = loop(lambda c, xs: step(c, *xs), carry, seqs, n)
         except TypeError as e:
             if "carry" in str(e):
                 raise CombinatorError(
@@ -108,7 +103,6 @@ class Scan(GenerativeFunction):
                     f"shapes and dtypes as the carry it received; JAX reports: {e}"
                 ) from None
             raise
-        context.reemit(totals)
         return final, out
 
     def _check_retval(self, tr: Trace) -> tuple[Any, Any]:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from ppl.core import context
 from ppl.core.address import format_address
+from ppl.core.batching import axes_of, batch, batch_size
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.core.selection import Selection
@@ -75,7 +76,8 @@ class Vmap(GenerativeFunction):
             )
         if not (in_axes is None or isinstance(in_axes, (int, tuple))):
             raise CombinatorError(
-                f"in_axes must be an int, None or a tuple with one entry per argument; got {in_axes!r}"
+                f"in_axes must be an int, None or a tuple with one entry (a pytree prefix) per argument; "
+                f"got {in_axes!r}"
             )
         self.gen_fn = gen_fn
         self.in_axes = in_axes
@@ -84,52 +86,21 @@ class Vmap(GenerativeFunction):
 
 
     def _axes(self, args: tuple) -> tuple:
-        if isinstance(self.in_axes, tuple):
-            if len(self.in_axes) != len(args):
-                raise CombinatorError(
-                    f"{self.name}: in_axes has {len(self.in_axes)} entries but {len(args)} arguments were given"
-                )
-            axes = self.in_axes
-        else:
-            axes = (self.in_axes,) * len(args)
-        for ax in axes:
-            if not (ax is None or isinstance(ax, int)):
-                raise CombinatorError(f"{self.name}: each in_axes entry must be an int or None, got {ax!r}")
-        return axes
+        return axes_of(self.in_axes, len(args), self.name)
 
     def batch_size(self, args: tuple) -> int:
-        axes = self._axes(args)
-        sizes: dict[int, list] = {}
-        for i, (a, ax) in enumerate(zip(args, axes)):
-            if ax is None:
-                continue
-            for leaf in jax.tree_util.tree_leaves(a):
-                shape = jnp.shape(leaf)
-                if len(shape) <= ax:
-                    raise CombinatorError(f"{self.name}: argument {i} has shape {shape}, no axis {ax} to map over")
-                sizes.setdefault(shape[ax], []).append(i)
-        if self.axis_size is not None:
-            sizes.setdefault(self.axis_size, []).append("axis_size")
-        if not sizes:
-            raise CombinatorError(f"{self.name}: no argument is mapped (in_axes all None); pass axis_size=N")
-        if len(sizes) > 1:
-            detail = "; ".join(f"size {n} from {'/'.join(map(str, who))}" for n, who in sizes.items())
-            raise CombinatorError(f"{self.name}: mapped arguments disagree on the batch size: {detail}")
-        return next(iter(sizes))
+        return batch_size(args, self._axes(args), self.axis_size, self.name)
 
     def _vmap(self, fn: Any, args: tuple, *batched: Any) -> Any:
-        """``jax.vmap(fn)(*batched, *args)``, forwarding effects out of the batch."""
-        axes = self._axes(args)
-        n = self.batch_size(args)
-
-        def body(index: Any, *xs: Any) -> Any:
-            nb = len(batched)
-            with context.element(index, n):
-                return context.run_collecting(fn, *xs[:nb], xs[nb:])
-
-        out, totals = jax.vmap(body, in_axes=(0,) * (len(batched) + 1) + axes)(jnp.arange(n), *batched, *args)
-        context.reemit(totals)
-        return out
+        """``jax.vmap(fn)(*batched, args)`` through the effect-forwarding batch primitive."""
+        nb = len(batched)
+        run = batch(
+            lambda *xs: fn(*xs[:nb], xs[nb:]),
+            in_axes=(0,) * nb + self._axes(args),
+            axis_size=self.batch_size(args),
+            where=self.name,
+        )
+        return run(*batched, *args)[0]
 
     def _trace(self, args: tuple, inner: Trace) -> VmapTrace:
         return VmapTrace(self, args, inner.retval, jnp.sum(inner.score), inner)

@@ -24,7 +24,11 @@ Within one particle, inner batch axes (``ppl.vmap``) keep their own keys and
 their usual semantics.
 
 Only sampling is changed; densities, weights and traces are exactly those of
-``jax.vmap(fn)`` with independent keys.
+``jax.vmap(fn)`` with independent keys. The batch goes through
+:func:`ppl.core.batching.batch`, so effects reported inside (the REINFORCE
+scores of an enclosing ``ppl.vi.expectation``) reach the surrogate, and the
+batched draw is a *provider* on the handler stack (:mod:`ppl.core.handlers`):
+an estimator below it still post-processes each draw.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from jax.custom_batching import custom_vmap
 from numpyro.distributions import Distribution, ExpandedDistribution, Independent
 
 from ppl.core import context
+from ppl.core.batching import batch
 from ppl.core.primitive import value_shape
 
 PARTICLE_AXIS = "ppl_particles"
@@ -54,9 +59,16 @@ def particle_vmap(
 
     def run(key: Any, *args: Any) -> Any:
         axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
-        vf = jax.vmap(fn, in_axes=(None, *axes), out_axes=out_axes, axis_size=num_particles, axis_name=PARTICLE_AXIS)
+        vf = batch(
+            fn,
+            in_axes=(None, *axes),
+            out_axes=out_axes,
+            axis_size=num_particles,
+            axis_name=PARTICLE_AXIS,
+            where="particle_vmap",
+        )
         with context.intercept(BATCHED_SAMPLING):
-            return vf(key, *args)
+            return vf(key, *args)[0]
 
     return run
 
@@ -202,7 +214,7 @@ def _batched_draw(treedef, recipe, shape, n, key, leaves, batched) -> Any:
 
 
 class _BatchedSampling:
-    """Site interceptor: fresh draws get independent randomness per particle."""
+    """Site handler (a provider): fresh draws get independent randomness per particle."""
 
     channels: tuple = ()
 
@@ -212,7 +224,11 @@ class _BatchedSampling:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _BatchedSampling)
 
-    def sample(self, addr: Any, d: Distribution, key: Any) -> tuple[Any, Any]:
+    def process(self, site: Any) -> None:
+        """Provide fresh draws; handlers below (gradient estimators) still post-process them."""
+        if site.kind != "sample" or site.provided:
+            return
+        d, key = site.dist, site.key
         index = jax.lax.axis_index(PARTICLE_AXIS)
         plan = _fast_plan(d)
         if plan is None:
@@ -220,7 +236,7 @@ class _BatchedSampling:
         else:
             treedef, leaves, recipe = plan
             x = _sampler(treedef, recipe, value_shape(d))(key, index, leaves)
-        return x, x
+        site.provide(x)
 
 
 BATCHED_SAMPLING = _BatchedSampling()

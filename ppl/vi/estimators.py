@@ -56,6 +56,11 @@ class _Tagged(Distribution):
         self.baseline = baseline
         super().__init__(base.batch_shape, base.event_shape)
 
+    @property
+    def ppl_untagged(self) -> Distribution:
+        """The distribution that samples and scores for this one (see ppl.core.handlers.untagged)."""
+        return self.base
+
     # everything observable is the base distribution's
     @property
     def support(self) -> Any:  # type: ignore[override]

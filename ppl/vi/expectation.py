@@ -17,7 +17,7 @@ How it works
 ============
 
 The transformation uses only JAX's public transformations: it runs the
-program under an *interceptor* (``ppl.core.context``) and builds a
+program under a site handler (:mod:`ppl.core.handlers`) and builds a
 *surrogate* ``L`` whose value is the estimate and whose ``jax.grad`` is the
 gradient estimate. ``grad_estimate`` is ``jax.grad(L)``; nothing interprets
 jaxprs, so ``lax.scan``, ``vmap``, ``cond`` and future JAX releases need no
@@ -164,6 +164,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl.core import context
+from ppl.core.batching import axes_of, batch, batch_size, loop
 from ppl.core.generative_function import GenerativeFunction, check_key
 from ppl.core.staging import combine, partition
 from ppl.errors import EstimatorError
@@ -241,34 +242,40 @@ class _Interceptor:
     def __eq__(self, other: object) -> bool:
         return self is other
 
-    def sample(self, addr: tuple, d: Any, key: Any) -> tuple[Any, Any]:
-        kind, base, baseline = estimator_of(addr, d)
-        if kind == REPARAM:
-            x = base.sample(key)
-            return x, x
-        if kind == REINFORCE:
-            x = sg(base.sample(key))
-            _report_score(addr, base, x, baseline)
-            return x, x
-        return self._rerun_site(addr, kind, base, key)
+    def process(self, site: Any) -> None:
+        # the innermost evaluation owns the site (a batch_sum term inside an outer evaluation)
+        site.meta.setdefault("ppl.vi.owner", self)
 
-    def _rerun_site(self, addr: tuple, kind: str, base: Any, key: Any) -> tuple[Any, Any]:
+    def postprocess(self, site: Any) -> None:
+        """Apply the site's estimator to the value that was drawn (by the default or by a provider above)."""
+        if site.kind != "sample" or site.meta.get("ppl.vi.owner") is not self:
+            return
+        kind, base, baseline = estimator_of(site.address, site.tagged)
+        if kind == REPARAM:
+            return  # the draw is a differentiable function of the parameters
+        x = sg(site.value)
+        if kind == REINFORCE:
+            _report_score(site.address, base, x, baseline)
+        else:
+            x = self._rerun_site(site.address, kind, base, site.key, x)
+        site.value = x
+        site.stored = x
+
+    def _rerun_site(self, addr: tuple, kind: str, base: Any, key: Any, x: Any) -> Any:
         ev = self.evaluation
         rule = enum_rule(addr, base) if kind == ENUM else mvd_rule(addr, base)
         base_index, outer = ev.element_grid()
         local = math.prod(rule.shape)
         site = _Site(len(ev.sites), addr, kind, rule, outer * local)
         ev.sites.append(site)
-        x = sg(base.sample(key))
         target = ev.target
         if target is None or target.site != site.index:
-            return x, x
+            return x
         ids = base_index * local + jnp.arange(local, dtype=jnp.int32).reshape(rule.shape)
         hit = ids == target.element
         alt, coef = rule.alternative(x, key, target.variant)
-        value = jnp.where(hit, alt, x)
         context.emit(RERUN, jnp.sum(jnp.where(hit, coef, 0.0)))
-        return value, value
+        return jnp.where(hit, alt, x)
 
 
 def _report_score(addr: tuple, d: Any, x: Any, baseline: Any) -> None:
@@ -508,30 +515,11 @@ def batch_sum(objective: Expectation, in_axes: Any = 0, *, name: str | None = No
 
 # ------------------------------------------------- vectorisation in objectives
 def _axes(in_axes: Any, n_args: int) -> tuple:
-    if isinstance(in_axes, tuple):
-        if len(in_axes) != n_args:
-            raise ValueError(f"ppl.vi.vmap: in_axes has {len(in_axes)} entries for {n_args} arguments")
-        return in_axes
-    return (in_axes,) * n_args
+    return axes_of(in_axes, n_args, "ppl.vi.vmap")
 
 
 def _size(args: tuple, axes: tuple, axis_size: int | None) -> int:
-    sizes: set = set()
-
-    def visit(ax: Any, sub: Any) -> None:
-        if ax is not None:
-            sizes.update(jnp.shape(leaf)[ax] for leaf in jax.tree_util.tree_leaves(sub))
-
-    for a, ax in zip(args, axes):  # each entry of in_axes is a pytree prefix of its argument
-        jax.tree_util.tree_map(visit, ax, a, is_leaf=lambda x: x is None)
-    if axis_size is not None:
-        sizes.add(axis_size)
-    if len(sizes) != 1:
-        raise ValueError(
-            "ppl.vi.vmap: cannot tell the batch size"
-            + (f" (mapped arguments have sizes {sorted(sizes)})" if sizes else "; pass axis_size=N")
-        )
-    return sizes.pop()
+    return batch_size(args, axes, axis_size, "ppl.vi.vmap")
 
 
 def vmap(
@@ -545,30 +533,19 @@ def vmap(
     """``jax.vmap`` for code that samples inside an objective (particles, data points).
 
     Like ``jax.vmap(fn, in_axes, out_axes, axis_size)`` (``in_axes`` an int,
-    ``None`` or one entry per argument), and every random choice made inside
-    is transformed by the enclosing expectation: each element gathers its
-    own reports and the totals are passed on. With ``scores=True`` it returns
-    ``(out, scores)``, ``scores[k]`` being element ``k``'s REINFORCE score
-    ``sum_i log q_i - sg(log q_i)`` (value 0), for per-element baselines with
-    :func:`subtract_baseline`. A plain ``jax.vmap`` around sampling code in an
-    objective fails loudly when a choice reports from inside it.
+    ``None`` or one entry per argument, each a pytree prefix), and every random
+    choice made inside is transformed by the enclosing expectation: it is
+    :func:`ppl.core.batching.batch`, which forwards each element's reports.
+    With ``scores=True`` it returns ``(out, scores)``, ``scores[k]`` being
+    element ``k``'s REINFORCE score ``sum_i log q_i - sg(log q_i)`` (value 0),
+    for per-element baselines with :func:`subtract_baseline`. A plain
+    ``jax.vmap`` around sampling code in an objective fails loudly when a
+    choice reports from inside it.
     """
 
     def batched(*args: Any) -> Any:
-        axes = _axes(in_axes, len(args))
-        n = _size(args, axes, axis_size)
-        names = context.effect_channels()
-
-        def body(index: Any, *a: Any) -> Any:
-            with context.element(index, n), context.collect(names) as frame:
-                out = fn(*a)
-            return out, frame.filled()
-
-        out, totals = jax.vmap(body, in_axes=(0, *axes), out_axes=(out_axes, 0), axis_size=n)(
-            jnp.arange(n, dtype=jnp.int32), *args
-        )
-        if names:
-            context.reemit({k: jnp.sum(v) for k, v in totals.items()})
+        n = _size(args, _axes(in_axes, len(args)), axis_size)
+        out, totals = batch(fn, in_axes, out_axes, axis_size, where="ppl.vi.vmap")(*args)
         if scores:
             return out, totals.get(SCORE, jnp.zeros(n))
         return out
@@ -580,25 +557,14 @@ def scan(f: Callable[..., Any], init: Any, xs: Any = None, length: int | None = 
     """``jax.lax.scan`` for code that samples inside an objective (an SMC sweep).
 
     Random choices made in ``f(carry, x) -> (carry, y)`` are transformed by
-    the enclosing expectation; each step gathers its reports and passes the
-    totals on.
+    the enclosing expectation (:func:`ppl.core.batching.loop` forwards each
+    step's reports).
     """
     leaves = jax.tree_util.tree_leaves(xs)
     n = length if length is not None else (jnp.shape(leaves[0])[0] if leaves else None)
     if n is None:
-        raise ValueError("ppl.vi.scan: xs is None, so pass length=T")
-    names = context.effect_channels()
-
-    def body(carry: Any, inp: Any) -> Any:
-        t, x = inp
-        with context.element(t, n), context.collect(names) as frame:
-            carry, y = f(carry, x)
-        return carry, (y, frame.filled())
-
-    final, (ys, totals) = jax.lax.scan(body, init, (jnp.arange(n, dtype=jnp.int32), xs), length=n)
-    if names:
-        context.reemit({k: jnp.sum(v) for k, v in totals.items()})
-    return final, ys
+        raise EstimatorError("ppl.vi.scan: xs is None, so pass length=T")
+    return loop(f, init, xs, n)
 
 
 def subtract_baseline(scores: Any, baseline: Any) -> None:
