@@ -105,3 +105,7 @@ class DegenerateWeightsError(InferenceError):
 
 class EstimatorError(PPLError):
     """A gradient estimator cannot be used for a choice (``ppl.vi``), or an objective is malformed."""
+
+
+class DegeneracyWarning(UserWarning):
+    """A particle method's final cloud has collapsed (few distinct particles): its estimates are unreliable."""

@@ -46,10 +46,16 @@ import numpy as np
 from ppl.core.address import format_address
 from ppl.core.choicemap import ChoiceMap, as_choicemap
 from ppl.core.generative_function import GenerativeFunction, check_key
-from ppl.core.selection import Selection, select_all
+from ppl.core.selection import Selection
 from ppl.core.staging import staged
 from ppl.core.trace import Trace
-from ppl.errors import DegenerateWeightsError, InferenceError, MissingChoiceError, UnvisitedConstraintError
+from ppl.errors import (
+    DegeneracyWarning,
+    DegenerateWeightsError,
+    InferenceError,
+    MissingChoiceError,
+    UnvisitedConstraintError,
+)
 from ppl.infer import resampling as resampling_mod
 from ppl.infer.importance import as_observations, check_model, check_particles, with_context
 from ppl.infer.particle_vmap import particle_vmap
@@ -59,7 +65,7 @@ from ppl.infer.particles import (
     is_traced,
     log_marginal_likelihood_np,
 )
-from ppl.infer.smc import rejuvenate
+from ppl.infer.smc import _rejuvenate
 
 # ------------------------------------------------------------ selections
 
@@ -168,7 +174,6 @@ class Tempered(GenerativeFunction):
         self.model = model
         self.name = f"tempered({model.name})"
 
-
     # ---------------------------------------------------------------- helpers
     def _split(self, args: tuple) -> tuple[Any, ChoiceMap, tuple, Selection]:
         if len(args) < 2:
@@ -272,7 +277,11 @@ class TemperingInfo(NamedTuple):
     ``ess[k]``: the ESS of the stage's weights before resampling;
     ``acceptance_rate[k]``: the kernel's mean acceptance rate at stage ``k``;
     ``num_stages``: how many stages ran; ``forced``: whether the last stage
-    jumped to ``beta = 1`` because ``max_stages`` was reached.
+    jumped to ``beta = 1`` because ``max_stages`` was reached;
+    ``num_unique``: how many distinct particles the final cloud holds (by
+    their continuous latent choices; all latents when none is continuous);
+    ``step_sizes[k]``: the default kernel's HMC step size at stage ``k``
+    (0 with a user kernel).
     """
 
     betas: Any
@@ -280,6 +289,8 @@ class TemperingInfo(NamedTuple):
     acceptance_rate: Any
     num_stages: Any
     forced: Any
+    num_unique: Any = None
+    step_sizes: Any = None
 
 
 def next_temperature(log_weights: Any, log_likelihood: Any, beta: Any, target_ess: Any, iterations: int = 40) -> Any:
@@ -306,6 +317,70 @@ def next_temperature(log_weights: Any, log_likelihood: Any, beta: Any, target_es
     return jnp.minimum(beta + step, 1.0)
 
 
+# ------------------------------------------------- the default move kernel
+# HMC on the continuous latents in unconstrained space, preconditioned by the
+# particle cloud (diagonal inverse mass matrix = the cloud's variances, the
+# usual SMC-sampler adaptation: Chopin & Papaspiliopoulos 2020, ch. 17), with
+# its step size tuned between stages towards an acceptance rate of 0.65;
+# discrete latents are resampled from their prior by MH (regenerate). A
+# kernel proposing from the prior (the old default) is rejected almost
+# always once the likelihood is sharp, and resampling then collapses the
+# cloud onto a few particles.
+_LEAPFROG_STEPS = 5
+_TARGET_ACCEPTANCE = 0.65
+
+
+def _latent_split(trace: Trace) -> tuple[tuple, tuple]:
+    """``(continuous, discrete)`` latent addresses of one tempered trace (shapes only)."""
+    from ppl.core import to_unconstrained
+
+    continuous = tuple(jax.eval_shape(lambda t: to_unconstrained(t), trace).addresses())
+    discrete = tuple(a for a in trace.choices.addresses() if a not in set(continuous))
+    return continuous, discrete
+
+
+def _unconstrained_cloud(traces: Trace, continuous: tuple) -> Any:
+    """``(N, D)``: every particle's continuous latents, flattened in unconstrained space."""
+    from jax.flatten_util import ravel_pytree
+
+    from ppl.core import to_unconstrained
+
+    sel = Selection(frozenset(continuous))
+    return jax.vmap(lambda t: ravel_pytree(to_unconstrained(t, sel))[0])(traces)
+
+
+def _default_move(traces: Trace, continuous: tuple, discrete: tuple, step_scale: Any) -> tuple[Any, Any]:
+    """The default kernel for this stage, adapted to the cloud ``traces``; and its step size."""
+    from ppl.infer.kernels import cycle, hmc, mh
+
+    kernels = []
+    step = jnp.zeros(())
+    if continuous:
+        z = _unconstrained_cloud(traces, continuous)
+        var = jnp.var(z, axis=0)
+        var = jnp.where(jnp.isfinite(var) & (var > 0), var, 1.0)
+        d = z.shape[1]
+        step = step_scale * d ** (-0.25)
+        kernels.append(hmc(Selection(frozenset(continuous)), step, _LEAPFROG_STEPS, var))
+    if discrete:
+        kernels.append(mh(Selection(frozenset(discrete))))
+    return (kernels[0] if len(kernels) == 1 else cycle(*kernels)), step
+
+
+def _num_unique(traces: Trace, continuous: tuple) -> Any:
+    """How many distinct particles (by a random projection of their latents)."""
+    if continuous:
+        z = _unconstrained_cloud(traces, continuous)
+    else:
+        leaves = [
+            jnp.reshape(v, (v.shape[0], -1)).astype(jnp.float32) for v in jax.tree_util.tree_leaves(traces.choices)
+        ]
+        z = jnp.concatenate(leaves, axis=1)
+    proj = jax.random.normal(jax.random.key(0), (z.shape[1],), z.dtype)
+    h = jnp.sort(z @ proj)
+    return 1 + jnp.sum(h[1:] != h[:-1])
+
+
 def _tempered_smc(key, model, args, obs, n, kernel, mcmc_steps, target_ess, method, max_stages):
     where = "ppl.infer.tempered_smc"
     gf = tempered(model)
@@ -313,6 +388,8 @@ def _tempered_smc(key, model, args, obs, n, kernel, mcmc_steps, target_ess, meth
     traces = particle_vmap(lambda k: gf.simulate(k, (0.0, obs, *args)), n)(k_init)
     if not traces.choices.addresses():
         raise InferenceError(f"{where}: {model.name} has no latent choices given these observations; nothing to temper")
+    one_trace = jax.tree_util.tree_map(lambda v: v[0], traces)
+    continuous, discrete = _latent_split(one_trace)
     dtype = traces.log_likelihood.dtype
     pc = ParticleCollection(traces=traces, log_weights=jnp.zeros((n,), dtype))
     history = TemperingInfo(
@@ -321,14 +398,16 @@ def _tempered_smc(key, model, args, obs, n, kernel, mcmc_steps, target_ess, meth
         acceptance_rate=jnp.zeros((max_stages,), dtype),
         num_stages=jnp.zeros((), jnp.int32),
         forced=jnp.zeros((), bool),
+        num_unique=jnp.zeros((), jnp.int32),
+        step_sizes=jnp.zeros((max_stages,), dtype),
     )
 
     def cond(state: tuple) -> Any:
-        _, beta, _, info = state
+        _, beta, _, info, _ = state
         return (beta < 1.0) & (info.num_stages < max_stages)
 
     def body(state: tuple) -> tuple:
-        pc, beta, key, info = state
+        pc, beta, key, info, scale = state
         key, k_res, k_move = jax.random.split(key, 3)
         stage = info.num_stages
         last = stage == max_stages - 1
@@ -339,26 +418,42 @@ def _tempered_smc(key, model, args, obs, n, kernel, mcmc_steps, target_ess, meth
         pc = ParticleCollection(traces=traces, log_weights=pc.log_weights + w, log_normalizer=pc.log_normalizer)
         ess = pc.ess
         pc = pc.resample(k_res, method=method)
-        pc, move = rejuvenate(k_move, pc, kernel, mcmc_steps)
-        info = TemperingInfo(
+        step = jnp.zeros((), dtype)
+        if mcmc_steps == 0:
+            acceptance = jnp.zeros((), dtype)
+        else:
+            if kernel is None:
+                # adapted to the resampled cloud at this temperature (a function of
+                # the current particles only, so every particle's move leaves
+                # gamma_beta invariant); the step size jittered per stage
+                k_move, k_jit = jax.random.split(k_move)
+                jitter = jax.random.uniform(k_jit, (), dtype, 0.8, 1.2)
+                move_kernel, step = _default_move(pc.traces, continuous, discrete, scale * jitter)
+            else:
+                move_kernel = kernel
+            pc, move = _rejuvenate(k_move, pc, move_kernel, mcmc_steps)
+            acceptance = jnp.mean(move.acceptance_rate).astype(dtype)
+        if kernel is None and continuous and mcmc_steps > 0:
+            # towards the target acceptance; bounded above by leapfrog stability
+            # (eps < 2 for a preconditioned Gaussian) so one good stage cannot
+            # make the next diverge
+            scale = jnp.clip(scale * jnp.exp(acceptance - _TARGET_ACCEPTANCE), 0.05, 1.3)
+        info = info._replace(
             betas=info.betas.at[stage].set(new_beta),
             ess=info.ess.at[stage].set(ess),
-            acceptance_rate=info.acceptance_rate.at[stage].set(jnp.mean(move.acceptance_rate).astype(dtype)),
+            acceptance_rate=info.acceptance_rate.at[stage].set(acceptance),
             num_stages=stage + 1,
             forced=info.forced | (last & (proposed < 1.0)),
+            step_sizes=info.step_sizes.at[stage].set(jnp.asarray(step, dtype)),
         )
-        return pc, new_beta, key, info
+        return pc, new_beta, key, info, scale
 
-    pc, _, _, info = jax.lax.while_loop(cond, body, (pc, jnp.zeros((), dtype), k_loop, history))
+    init = (pc, jnp.zeros((), dtype), k_loop, history, jnp.ones((), dtype))
+    pc, _, _, info, _ = jax.lax.while_loop(cond, body, init)
+    info = info._replace(num_unique=_num_unique(pc.traces, continuous).astype(jnp.int32))
     return ParticleCollection(
         traces=pc.traces.inner, log_weights=pc.log_weights, log_normalizer=pc.log_normalizer, info=info
     )
-
-
-def _default_kernel() -> Any:
-    from ppl.infer.kernels import mh
-
-    return mh(select_all())
 
 
 def tempered_smc(
@@ -383,8 +478,11 @@ def tempered_smc(
       kernel: an MCMC kernel ``(init, step)`` moving the latent choices
         (e.g. ``ppl.infer.kernels.mh(ppl.select("mu"))`` or a HMC/NUTS kernel);
         it is run on traces of ``tempered(model)``, so it targets each
-        tempered posterior. Default: MH proposing every latent choice from
-        its prior.
+        tempered posterior. Default (``None``): at each stage, HMC
+        (5 leapfrog steps) on the continuous latents in unconstrained space
+        with a diagonal mass matrix from the particle cloud's variances and
+        a step size tuned between stages towards acceptance 0.65
+        (``info.step_sizes``), plus MH from the prior on discrete latents.
       mcmc_steps: kernel steps per particle per stage.
       target_ess: the ESS fraction each new temperature aims for (0 < t < 1).
       resampling: resampling scheme (see :mod:`ppl.infer.resampling`).
@@ -396,6 +494,12 @@ def tempered_smc(
       weights after the last resampling), ``log_marginal_likelihood()`` the
       log of an unbiased estimate of ``p(observations)``, and ``info`` a
       :class:`TemperingInfo`.
+
+    Warns:
+      DegeneracyWarning: (eager calls) the final cloud holds fewer than
+        ``N / 10`` distinct particles, or the last stage's moves were
+        (almost) never accepted: the kernel does not mix at the posterior,
+        and the posterior estimates come from a few particles.
     """
     where = "ppl.infer.tempered_smc"
     key = check_key(key, where)
@@ -413,7 +517,6 @@ def tempered_smc(
         raise InferenceError(
             f"{where}: no observations given; tempering moves from the prior to the posterior given data"
         )
-    kernel = _default_kernel() if kernel is None else kernel
     pc = staged(
         model,
         "ppl.infer.tempered_smc",
@@ -443,7 +546,26 @@ def tempered_smc(
             RuntimeWarning,
             stacklevel=2,
         )
+    _warn_if_degenerate(pc, where, n, kernel is None)
     return pc
+
+
+def _warn_if_degenerate(pc: ParticleCollection, where: str, n: int, default_kernel: bool) -> None:
+    info: TemperingInfo = pc.info
+    unique = int(info.num_unique)
+    stages = int(info.num_stages)
+    acceptance = float(info.acceptance_rate[stages - 1])
+    if unique >= max(2, n // 10) and acceptance >= 0.01:
+        return
+    kernel = "the default kernel" if default_kernel else "the kernel"
+    warnings.warn(
+        f"{where}: the final particle cloud has collapsed: {unique} distinct particles out of {n}, last-stage "
+        f"acceptance rate {acceptance:.3f}. {kernel} does not mix at the posterior, so the posterior "
+        "estimates (and the evidence) rest on a few particles. Use a kernel that moves at high beta (HMC/NUTS "
+        "on the continuous latents), more mcmc_steps, a higher target_ess, or more particles.",
+        DegeneracyWarning,
+        stacklevel=3,
+    )
 
 
 _HINT = "The observations are impossible under every particle (check their values against the supports)."
