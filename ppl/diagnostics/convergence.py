@@ -129,6 +129,78 @@ def summary(
     return out
 
 
+class ConvergenceWarning(UserWarning):
+    """The chains of an MCMC run disagree: some split R-hat exceeds the threshold (1.01)."""
+
+
+RHAT_THRESHOLD = 1.01
+# A chain "sits apart" when its mean is this many within-chain sds from the median of the other chains' means.
+APART_SDS = 3.0
+
+
+def _label(name: str, idx: tuple) -> str:
+    return name + ("[" + ",".join(map(str, idx)) + "]" if idx else "")
+
+
+def chain_disagreement(
+    draws: dict[str, Any], threshold: float = RHAT_THRESHOLD, apart: float = APART_SDS
+) -> tuple[list[tuple[str, float]], dict[int, list[str]]]:
+    """``(flagged, apart)``: where chains disagree.
+
+    ``flagged``: ``(label, r_hat)`` of every scalar element (``theta[0]``...)
+    whose split R-hat (:func:`rhat`) exceeds ``threshold``, worst first;
+    ``apart``: ``chain -> labels`` of the flagged elements at which that
+    chain's mean lies more than ``apart`` pooled within-chain sds
+    (``sqrt(W)``, the root mean of the per-chain variances) from the median
+    of the other chains' means. Needs at least 2 chains of 4 draws (else
+    nothing is flagged); constant and non-numeric draws are skipped.
+    """
+    flagged: list[tuple[str, float]] = []
+    far: dict[int, list[str]] = {}
+    for name, x in draws.items():
+        if not np.issubdtype(np.asarray(x).dtype, np.number) and np.asarray(x).dtype != np.bool_:
+            continue
+        a = _as_draws(x)
+        if a.shape[0] < 2 or a.shape[1] < 4:
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.asarray(rhat(a))
+        means = a.mean(axis=1)  # (chain, ...)
+        within = np.sqrt(a.var(axis=1, ddof=1).mean(axis=0))
+        for idx in np.ndindex(*r.shape):
+            if not (np.isfinite(r[idx]) and r[idx] > threshold):
+                continue
+            label = _label(name, idx)
+            flagged.append((label, float(r[idx])))
+            m = means[(slice(None), *idx)]
+            for c in range(a.shape[0]):
+                others = np.median(np.delete(m, c))
+                if abs(m[c] - others) > apart * within[idx]:
+                    far.setdefault(c, []).append(label)
+    flagged.sort(key=lambda t: -t[1])
+    return flagged, far
+
+
+def disagreement_message(flagged: list, far: dict, limit: int = 8) -> str:
+    """Text of a :class:`ConvergenceWarning` from :func:`chain_disagreement`'s output."""
+    more = f", ... ({len(flagged) - limit} more)" if len(flagged) > limit else ""
+    names = ", ".join(f"{n} ({r:.3f})" for n, r in flagged[:limit]) + more
+    text = f"the chains disagree: split R-hat > {RHAT_THRESHOLD} at {names}"
+    if far:
+        parts = []
+        for c in sorted(far):
+            labels = far[c]
+            parts.append(f"chain {c} (at {', '.join(labels[:4])}{', ...' if len(labels) > 4 else ''})")
+        text += (
+            f"; chain(s) {sorted(far)} sit apart from the others (mean more than {APART_SDS:g} within-chain sds "
+            f"from the other chains' median): {'; '.join(parts)}"
+        )
+    return text + (
+        ". The chains may be stuck in different modes or not yet mixed: run longer (more warm-up and draws), "
+        "reparameterise, give better init values, or check the posterior for multimodality"
+    )
+
+
 def format_summary(table: dict[str, dict[str, np.ndarray]], max_rows: int = 60) -> str:
     """A fixed-width text table, one row per scalar element (``theta[0]``...)."""
     cols = None

@@ -24,6 +24,7 @@ from jax.flatten_util import ravel_pytree
 
 from ppl.core import (
     ChoiceMap,
+    Selection,
     from_unconstrained,
     select,
     to_unconstrained,
@@ -33,7 +34,7 @@ from ppl.core import (
 from ppl.core.address import format_address
 from ppl.core.choicemap import as_choicemap
 from ppl.errors import ConstraintShapeError, InferenceError, InitializationError
-from ppl.infer.mcmc.space import FlatSpace, space_from_shapes
+from ppl.infer.mcmc.space import FlatSpace, space_from_shapes, values_only
 from ppl.infer.mcmc.structure import Problem, Structure
 
 MAX_INIT_TRIES = 100
@@ -86,7 +87,7 @@ def user_positions(problem_static: tuple, continuous: tuple, key: Any, dyn: Any,
     def one(k: Any, given: ChoiceMap) -> Any:
         u_rest = unconstrained_init(k, model, args, obs | given)
         tr = from_unconstrained(model, u_rest, args, obs | given, key=k)[0]
-        return ravel_pytree(to_unconstrained(tr, sel))[0]
+        return ravel_pytree(values_only(to_unconstrained(tr, sel)))[0]
 
     n = jax.tree_util.tree_leaves(init)[0].shape[0]
     return jax.vmap(one)(jax.random.split(key, n), init)
@@ -170,12 +171,14 @@ def _start_program(
     args = Problem(model, spec, (), obs).args(dyn)
     space = flat_space(s)
     dtype = jnp.result_type(float)
+    continuous = Selection(frozenset(s.continuous))  # choices of branches ruled out are not in the space
 
     def logdensity(z: Any) -> Any:
         return unconstrained_log_density(model, space.unravel(z), args, obs)
 
     def start(k: Any, zu: Any) -> tuple[Any, Any]:
-        z = ravel_pytree(unconstrained_init(jax.random.fold_in(k, attempt), model, args, obs))[0].astype(dtype)
+        u = values_only(unconstrained_init(jax.random.fold_in(k, attempt), model, args, obs)).filter(continuous)
+        z = ravel_pytree(u)[0].astype(dtype)
         z = z if mask is None else jnp.where(mask, zu, z)
         ld, g = jax.value_and_grad(logdensity)(z)
         ok = jnp.isfinite(ld) & jnp.all(jnp.isfinite(g))

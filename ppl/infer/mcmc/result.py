@@ -12,6 +12,7 @@ from ppl.core import ChoiceMap, choices
 from ppl.core.address import normalize
 from ppl.diagnostics import format_summary, summary
 from ppl.diagnostics.arviz import to_inference_data
+from ppl.diagnostics.convergence import ConvergenceWarning, chain_disagreement, disagreement_message
 
 
 def address_name(addr: tuple) -> str:
@@ -41,6 +42,10 @@ class Samples(dict):
 
     def get(self, key: Any, default: Any = None) -> Any:
         return dict.get(self, self._key(key), default)
+
+
+# Fewer draws per chain than this: split R-hat is too noisy to say chains disagree at 1.01, no warning.
+MIN_DRAWS_FOR_RHAT = 100
 
 
 class DivergenceWarning(UserWarning):
@@ -214,7 +219,7 @@ def _traces(result: MCMCResult) -> Any:
 
 
 def check_draws(result: MCMCResult) -> None:
-    """Warn about divergences and non-finite draws (never a silent NaN posterior)."""
+    """Warn about divergences, non-finite draws (never a silent NaN posterior) and chains that disagree."""
     n = result.num_divergences if "diverging" in result.stats else 0
     if n > 0:
         per_chain = np.sum(result.stats["diverging"], axis=1).tolist()
@@ -232,3 +237,19 @@ def check_draws(result: MCMCResult) -> None:
             SamplingWarning,
             stacklevel=3,
         )
+    check_convergence(result)
+
+
+def check_convergence(result: MCMCResult) -> None:
+    """One :class:`ConvergenceWarning` naming latent elements with split R-hat > 1.01 and chains apart.
+
+    Runs on the host after the compiled run, once per run; only with at
+    least 2 chains of ``MIN_DRAWS_FOR_RHAT`` draws.
+    """
+    if result.num_chains < 2 or result.num_draws < MIN_DRAWS_FOR_RHAT:
+        return
+    latent = {name: result.samples[name] for name in map(address_name, result.latent_addresses)}
+    latent = {k: v for k, v in latent.items() if np.all(np.isfinite(np.asarray(v, float)))}
+    flagged, far = chain_disagreement(latent)
+    if flagged:
+        warnings.warn(f"{result.algorithm}: {disagreement_message(flagged, far)}", ConvergenceWarning, stacklevel=4)

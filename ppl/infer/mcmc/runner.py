@@ -56,10 +56,13 @@ from ppl.infer.mcmc.metropolis import mh as mh_kernel
 from ppl.infer.mcmc.result import MCMCResult, Samples, address_name, check_draws
 from ppl.infer.mcmc.space import unvalidated
 from ppl.infer.mcmc.structure import (
+    ConditionalChoiceError,
     Problem,
     Structure,
+    conditional_message,
     make_problem,
     require_continuous,
+    require_fixed_dimension,
     require_latent,
     structure,
 )
@@ -255,6 +258,7 @@ def _gradient_run(
     problem = make_problem(model, args, observations)
     s = structure(problem)
     require_continuous(s, problem.model, algorithm)
+    require_fixed_dimension(s, problem.model, f"ppl.infer.{algorithm}")
     show = progress.default_enabled() if progress_bar is None else bool(progress_bar)
     cfg = GradientConfig(
         algorithm,
@@ -452,10 +456,12 @@ def _kernel_program(static: tuple, key: Any, traces: Any) -> dict:
             "n_steps": info.num_steps,
             "lp": tr.score,
         }
-        return st, (tr.choices.filter(latent), tr.deterministics, stats)
+        cm = tr.choices
+        present = tuple(jnp.all(cm.mask(a).reshape(C, -1), axis=1) for a in s.masked)
+        return st, (cm.filter(latent), tr.deterministics, stats, present)
 
     states = jax.vmap(kernel.init)(traces)
-    _, (lat, det, stats) = jax.lax.scan(iteration, states, (jnp.arange(total), jax.random.split(key, total)))
+    _, (lat, det, stats, present) = jax.lax.scan(iteration, states, (jnp.arange(total), jax.random.split(key, total)))
 
     def after_warmup(x: Any) -> Any:
         return jnp.swapaxes(x[W:], 0, 1)
@@ -464,6 +470,8 @@ def _kernel_program(static: tuple, key: Any, traces: Any) -> dict:
         "latent": lat.map(after_warmup),
         "deterministic": det.map(after_warmup),
         "stats": {k: after_warmup(v) for k, v in stats.items()},
+        # per masked latent address: present in every draw of every chain (warm-up included)
+        "present": tuple(jnp.all(p) for p in present),
     }
 
 
@@ -495,6 +503,7 @@ def run_mcmc(
     problem = make_problem(model, args, observations)
     s = structure(problem)
     require_latent(s, problem.model)
+    require_fixed_dimension(s, problem.model, f"ppl.infer.{algorithm or 'run_mcmc'}")
     if not isinstance(kernel, MCMCKernel):
         if not callable(kernel):
             raise PPLError(f"run_mcmc needs an MCMCKernel or a function building one, got {type(kernel).__name__}")
@@ -520,6 +529,9 @@ def run_mcmc(
             out = jax.block_until_ready(_kernel_program(static, k_run, traces))
     else:
         out = _kernel_program(static, k_run, traces)
+    absent = tuple(a for a, p in zip(s.masked, out["present"]) if not bool(p))
+    if absent:  # a branch no presence probe took (structure.PRESENCE_PROBES) was taken during the run
+        raise ConditionalChoiceError(conditional_message(absent, problem.model, f"ppl.infer.{name}"))
     result = MCMCResult(
         name,
         _samples(s, out["latent"], out["deterministic"]),

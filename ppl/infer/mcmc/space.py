@@ -31,6 +31,17 @@ from ppl.core import (
 )
 
 
+def values_only(cm: ChoiceMap) -> ChoiceMap:
+    """``cm`` without its masks, so that flattening it gives its values alone.
+
+    Choices inside ``ppl.switch``/``ppl.mixture`` carry masks (pytree leaves
+    too); a flat space is made of values only. Runners check that every
+    latent choice they move is present in every branch
+    (:func:`ppl.infer.mcmc.structure.require_fixed_dimension`).
+    """
+    return ChoiceMap({a: v for a, v, _ in cm.masked_items()}, _trusted=True)
+
+
 class FlatSpace(NamedTuple):
     """How a trace's selected choices map to and from a flat vector."""
 
@@ -44,7 +55,7 @@ class FlatSpace(NamedTuple):
 
     def flatten(self, trace: Any, selection: Selection) -> Any:
         """The selected choices of ``trace`` as a flat unconstrained vector."""
-        return ravel_pytree(to_unconstrained(trace, selection))[0]
+        return ravel_pytree(values_only(to_unconstrained(trace, selection)))[0]
 
     def log_density(self, gen_fn: Any, args: tuple, fixed: ChoiceMap) -> Callable[[Any], Any]:
         """``z -> log p(T(z), fixed; args) + log |det J_T(z)|``."""
@@ -71,9 +82,9 @@ def flat_space(trace: Any, selection: Selection) -> FlatSpace:
 
 def space_from_shapes(shapes: ChoiceMap) -> FlatSpace:
     """A :class:`FlatSpace` from a choice map of shapes (``ShapeDtypeStruct`` values)."""
-    zeros = shapes.map(lambda s: jnp.zeros(s.shape, s.dtype))
+    zeros = values_only(shapes).map(lambda s: jnp.zeros(s.shape, s.dtype))
     flat, unravel = ravel_pytree(zeros)
-    return FlatSpace(tuple(shapes.addresses()), unravel, int(flat.size))
+    return FlatSpace(tuple(zeros.addresses()), unravel, int(flat.size))
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ppl.core import (
@@ -66,6 +67,17 @@ class Structure(NamedTuple):
     deterministic: tuple  # ppl.deterministic sites
     unconstrained: tuple  # (address, Shape) of each continuous latent in unconstrained space
     constrained: tuple  # (address, Shape) of each latent and deterministic value
+    masked: tuple = ()  # latent addresses that carry a presence mask (inside ppl.switch/cond/mixture)
+    conditional: tuple = ()  # masked latent addresses seen absent: present in some branches only
+
+
+def _entries(cm: ChoiceMap) -> list:
+    """``(address, value)`` of every entry, masked ones included (their masks are traced)."""
+    return [(a, v) for a, v, _ in cm.masked_items()]
+
+
+def _masked_addresses(cm: ChoiceMap) -> list:
+    return [a for a, _, m in cm.masked_items() if m is not None]
 
 
 def _avals(tree: Any) -> tuple:
@@ -77,6 +89,37 @@ def _avals(tree: Any) -> tuple:
 
 
 _CACHE: dict = {}
+
+# Starting points drawn to find out which masked choices exist in some branches only.
+PRESENCE_PROBES = 64
+
+
+def _presence(trace_once: Any, problem: Problem, masked: tuple) -> tuple[tuple, tuple]:
+    """``(sometimes, never)``: masked latent addresses absent in some / all of ``PRESENCE_PROBES`` starts.
+
+    A choice inside ``ppl.switch``/``ppl.mixture`` carries a mask: one made
+    in every branch (same shape and dtype) is always present, one made in
+    some branches only is present exactly when such a branch is taken. The
+    masks are traced values, so this draws starting points the way the
+    runners do (Stan's rule for continuous choices, the prior for discrete
+    ones, branch indices included) and reads them. A choice absent from
+    every start (its branch is ruled out, e.g. by an observed index) is not
+    a latent choice of this posterior. Only models with masked choices pay
+    for the probe; a branch taken with tiny prior probability from every
+    start may go unnoticed (``run_mcmc`` checks the draws again).
+    """
+    if not masked:
+        return (), ()
+
+    def present(k: Any) -> tuple:
+        _, cm, _ = trace_once(k, problem.dyn, problem.observations)
+        return tuple(jnp.all(cm.mask(a)) for a in masked)
+
+    keys = jax.random.split(jax.random.key(0), PRESENCE_PROBES)
+    seen = [np.asarray(p) for p in jax.jit(jax.vmap(present))(keys)]
+    sometimes = tuple(a for a, p in zip(masked, seen) if p.any() and not p.all())
+    never = tuple(a for a, p in zip(masked, seen) if not p.any())
+    return sometimes, never
 
 
 def structure(problem: Problem) -> Structure:
@@ -102,7 +145,12 @@ def structure(problem: Problem) -> Structure:
     observed = tuple(obs.addresses())
     obs_set = set(observed)
     latent = tuple(a for a in cm.addresses() if a not in obs_set)
-    continuous = tuple(u.addresses())
+    masked = tuple(a for a in _masked_addresses(cm) if a not in obs_set)
+    sometimes, never = _presence(trace_once, problem, masked)
+    gone = set(never) | obs_set
+    latent = tuple(a for a in latent if a not in gone)
+    masked = tuple(a for a in masked if a not in gone)
+    continuous = tuple(a for a in u.addresses() if a not in gone)
     cont_set = set(continuous)
     discrete = tuple(a for a in latent if a not in cont_set)
     s = Structure(
@@ -111,12 +159,12 @@ def structure(problem: Problem) -> Structure:
         continuous=continuous,
         discrete=discrete,
         deterministic=tuple(det.addresses()),
-        unconstrained=tuple((a, Shape(tuple(v.shape), str(v.dtype))) for a, v in u.flat_dict().items()),
+        unconstrained=tuple((a, Shape(tuple(v.shape), str(v.dtype))) for a, v in _entries(u) if a not in gone),
         constrained=tuple(
-            (a, Shape(tuple(v.shape), str(v.dtype)))
-            for a, v in list(cm.flat_dict().items()) + list(det.flat_dict().items())
-            if a not in obs_set
+            (a, Shape(tuple(v.shape), str(v.dtype))) for a, v in _entries(cm) + _entries(det) if a not in gone
         ),
+        masked=masked,
+        conditional=sometimes,
     )
     _CACHE[key] = s
     return s
@@ -133,6 +181,26 @@ def require_latent(s: Structure, model: GenerativeFunction) -> None:
             f"{model.name} has no latent choices given these observations: every choice "
             f"({_names(s.observed)}) is observed, so there is nothing to sample"
         )
+
+
+class ConditionalChoiceError(InferenceError):
+    """A latent choice exists in some branches of a ``ppl.switch``/``ppl.cond``/``ppl.mixture`` only."""
+
+
+def require_fixed_dimension(s: Structure, model: GenerativeFunction, algorithm: str) -> None:
+    """Raise :class:`ConditionalChoiceError` if a latent choice exists only in some branches."""
+    if s.conditional:
+        raise ConditionalChoiceError(conditional_message(s.conditional, model, algorithm))
+
+
+def conditional_message(addrs: tuple, model: GenerativeFunction, algorithm: str) -> str:
+    return (
+        f"{algorithm} on {model.name}: the latent choice(s) at {_names(addrs)} are made in some branches of a "
+        "ppl.switch/ppl.cond/ppl.mixture only, so whether they exist depends on the branch taken; MCMC moves a "
+        "fixed set of choices. Make the same choice (same address, shape and dtype) in every branch (a branch "
+        "that does not use it can still sample it, e.g. from its prior), observe the branch index, or "
+        "marginalise it out with a log-sum-exp ppl.factor"
+    )
 
 
 def require_continuous(s: Structure, model: GenerativeFunction, algorithm: str) -> None:
