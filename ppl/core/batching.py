@@ -27,6 +27,17 @@ from ppl.core import context
 from ppl.errors import CombinatorError
 
 
+def log_total(terms: Any) -> Any:
+    """``sum(terms)`` of per-element log densities, ``-inf`` if any term is ``-inf``.
+
+    An element outside its support (``-inf``) that feeds a later element (a
+    negative scale in the next step of a scan) makes that element NaN; the
+    total is still ``-inf``, so one impossible trace never poisons a weight
+    with NaN.
+    """
+    return jnp.where(jnp.any(terms == -jnp.inf), -jnp.inf, jnp.sum(terms))
+
+
 def axes_of(in_axes: Any, n_args: int, where: str) -> tuple:
     """``in_axes`` as one entry per argument."""
     if isinstance(in_axes, tuple):
@@ -126,4 +137,4 @@ def loop(step: Callable[..., Any], carry: Any, xs: Any, length: int) -> tuple[An
     return final, ys
 
 
-__all__ = ["axes_of", "batch", "batch_size", "loop"]
+__all__ = ["axes_of", "batch", "batch_size", "log_total", "loop"]

@@ -28,6 +28,7 @@ from numpyro.distributions import Distribution
 from ppl.core import context
 from ppl.core.address import Address, fold_key, format_address, is_prefix, normalize
 from ppl.core.choicemap import ChoiceMap
+from ppl.core.foreign import refuse_foreign
 from ppl.core.generative_function import GenCall, GenerativeFunction
 from ppl.core.identity import FunctionTree
 from ppl.core.primitive import PRIMITIVE, check_distribution
@@ -55,9 +56,29 @@ class _Handler:
         self.gen_fn = gen_fn
         self.subtraces: dict[Address, Trace] = {}
         self.visited: list[Address] = []
-        self.score = jnp.zeros(())
-        self.weight = jnp.zeros(())
+        self._score = jnp.zeros(())
+        self._weight = jnp.zeros(())
+        self._score_impossible = jnp.zeros((), bool)
+        self._weight_impossible = jnp.zeros((), bool)
         self.values_seen: list[tuple[Address, Any]] = []
+
+    # A term of -inf (a value outside its support) makes the total -inf even when a later
+    # term is NaN because the bad value fed another distribution (a negative scale).
+    def add_score(self, term: Any) -> None:
+        self._score = self._score + term
+        self._score_impossible = jnp.logical_or(self._score_impossible, term == -jnp.inf)
+
+    def add_weight(self, term: Any) -> None:
+        self._weight = self._weight + term
+        self._weight_impossible = jnp.logical_or(self._weight_impossible, term == -jnp.inf)
+
+    @property
+    def score(self) -> Any:
+        return jnp.where(self._score_impossible, -jnp.inf, self._score)
+
+    @property
+    def weight(self) -> Any:
+        return jnp.where(self._weight_impossible, -jnp.inf, self._weight)
 
     def claim(self, addr: Address) -> None:
         for other in self.visited:
@@ -78,7 +99,7 @@ class _Handler:
 
     def record(self, addr: Address, tr: Trace) -> None:
         self.subtraces[addr] = tr
-        self.score = self.score + tr.score
+        self.add_score(tr.score)
 
     def site(self, addr: Address, callee: Any, args: Any) -> Any:
         self.claim(addr)
@@ -101,7 +122,7 @@ class _Handler:
         self.claim(addr)
         lw = jnp.sum(jnp.asarray(lw))
         self.record(addr, FactorTrace(lw))
-        self.weight = self.weight + self.factor_weight(addr, lw)
+        self.add_weight(self.factor_weight(addr, lw))
 
     def factor_weight(self, addr: Address, lw: Any) -> Any:
         return lw
@@ -162,17 +183,17 @@ class _Assess(_Handler):
 
     def primitive(self, addr: Address, d: Distribution) -> Any:
         w, pv = PRIMITIVE.assess(self.choices.get_submap(addr), d)
-        self.weight = self.weight + w
+        self.add_weight(w)
         return pv
 
     def call(self, addr: Address, gf: GenerativeFunction, args: tuple) -> Any:
         w, r = gf.assess(self.choices.get_submap(addr), args)
-        self.weight = self.weight + w
+        self.add_weight(w)
         return r
 
     def factor(self, addr: Address, lw: Any) -> None:
         self.claim(addr)
-        self.weight = self.weight + jnp.sum(jnp.asarray(lw))
+        self.add_weight(jnp.sum(jnp.asarray(lw)))
 
     def deterministic(self, addr: Address, value: Any) -> None:
         self.claim(addr)
@@ -192,13 +213,13 @@ class _Generate(_Handler):
     def primitive(self, addr: Address, d: Distribution) -> Any:
         tr, w, pv = PRIMITIVE.generate(fold_key(self.key, addr), self.constraints.get_submap(addr), d)
         self.record(addr, tr)
-        self.weight = self.weight + w
+        self.add_weight(w)
         return pv
 
     def call(self, addr: Address, gf: GenerativeFunction, args: tuple) -> Any:
         tr, w = gf.generate(fold_key(self.key, addr), self.constraints.get_submap(addr), args)
         self.record(addr, tr)
-        self.weight = self.weight + w
+        self.add_weight(w)
         return tr.retval
 
     def finish(self) -> None:
@@ -235,7 +256,7 @@ class _Update(_Handler):
                 w = w - old.score
                 self._discard(addr, old.choices)
         self.record(addr, tr)
-        self.weight = self.weight + w
+        self.add_weight(w)
         return pv
 
     def call(self, addr: Address, gf: GenerativeFunction, args: tuple) -> Any:
@@ -251,7 +272,7 @@ class _Update(_Handler):
                 w = w - old.score
                 self._discard(addr, old.choices)
         self.record(addr, tr)
-        self.weight = self.weight + w
+        self.add_weight(w)
         return tr.retval
 
     def factor_weight(self, addr: Address, lw: Any) -> Any:
@@ -262,10 +283,10 @@ class _Update(_Handler):
         _check_all_visited(self, self.constraints, "constraints were given")
         for addr, old in self.old.items():
             if addr not in self.subtraces:
-                self.weight = self.weight - old.score
+                self.add_weight(-old.score)
                 self._discard(addr, old.choices)
             elif isinstance(old, FactorTrace) and not isinstance(self.subtraces[addr], FactorTrace):
-                self.weight = self.weight - old.score
+                self.add_weight(-old.score)
 
 
 class _Regenerate(_Handler):
@@ -286,7 +307,7 @@ class _Regenerate(_Handler):
             tr, pv = PRIMITIVE.simulate(key, d)
             w = jnp.zeros(())
         self.record(addr, tr)
-        self.weight = self.weight + w
+        self.add_weight(w)
         return pv
 
     def call(self, addr: Address, gf: GenerativeFunction, args: tuple) -> Any:
@@ -298,7 +319,7 @@ class _Regenerate(_Handler):
             tr = gf.simulate(key, args)
             w = jnp.zeros(())
         self.record(addr, tr)
-        self.weight = self.weight + w
+        self.add_weight(w)
         return tr.retval
 
     def factor_weight(self, addr: Address, lw: Any) -> Any:
@@ -310,7 +331,7 @@ class _Regenerate(_Handler):
         # prior and cancel; factors have no proposal and count in the ratio.
         for addr, old in self.old.items():
             if isinstance(old, FactorTrace) and not isinstance(self.subtraces.get(addr), FactorTrace):
-                self.weight = self.weight - old.score
+                self.add_weight(-old.score)
 
 
 # ------------------------------------------------------------- the @gen class
@@ -341,7 +362,7 @@ class GenFunction(GenerativeFunction):
         return self.fn
 
     def _run(self, h: _Handler, args: tuple) -> Any:
-        with context.handler(h):
+        with context.handler(h), refuse_foreign(self.name):
             try:
                 retval = self.fn(*args)
             except PPLError:

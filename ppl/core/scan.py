@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ppl.core.batching import loop
+from ppl.core.batching import log_total, loop
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.core.selection import Selection
@@ -115,7 +115,7 @@ class Scan(GenerativeFunction):
 
     def _trace(self, args: tuple, final: Any, inner: Trace) -> ScanTrace:
         ys = inner.retval[1]
-        return ScanTrace(self, args, (final, ys), jnp.sum(inner.score), inner)
+        return ScanTrace(self, args, (final, ys), log_total(inner.score), inner)
 
     def _simulate(self, key: Any, args: tuple) -> ScanTrace:
         carry, xs, n = self._split_args(args)
@@ -138,7 +138,7 @@ class Scan(GenerativeFunction):
             return r[0], (w, r[1])
 
         final, (ws, ys) = self._scan(step, carry, (choices, xs), n)
-        return jnp.sum(ws), (final, ys)
+        return log_total(ws), (final, ys)
 
     def _generate(self, key: Any, constraints: ChoiceMap, args: tuple) -> tuple[ScanTrace, Any]:
         carry, xs, n = self._split_args(args)
@@ -149,7 +149,7 @@ class Scan(GenerativeFunction):
             return self._check_retval(tr)[0], (detached(tr), w)
 
         final, (inner, ws) = self._scan(step, carry, (jax.random.split(key, n), constraints, xs), n)
-        return self._trace(args, final, inner), jnp.sum(ws)
+        return self._trace(args, final, inner), log_total(ws)
 
     def _update(self, key: Any, trace: ScanTrace, constraints: ChoiceMap, args: tuple):
         carry, xs, n = self._split_args(args)
@@ -167,7 +167,7 @@ class Scan(GenerativeFunction):
         final, (inner, ws, discard) = self._scan(
             step, carry, (jax.random.split(key, n), trace.inner, constraints, xs), n
         )
-        return self._trace(args, final, inner), jnp.sum(ws), discard
+        return self._trace(args, final, inner), log_total(ws), discard
 
     def _regenerate(self, key: Any, trace: ScanTrace, selection: Selection, args: tuple):
         carry, xs, n = self._split_args(args)
@@ -177,7 +177,7 @@ class Scan(GenerativeFunction):
             return self._check_retval(tr)[0], (detached(tr), w)
 
         final, (inner, ws) = self._scan(step, carry, (jax.random.split(key, n), trace.inner, xs), n)
-        return self._trace(args, final, inner), jnp.sum(ws)
+        return self._trace(args, final, inner), log_total(ws)
 
 
 def scan(kernel: GenerativeFunction, length: int | None = None) -> Scan:

@@ -285,19 +285,35 @@ class Switch(GenerativeFunction):
         def op(i: int) -> Any:
             b = self.branches[i]
             cm, present = parts[i]
-            retained = [x for x in old_addrs if x in addrs[i] and x not in cm]
+            shared = [x for x in old_addrs if x in addrs[i]]
 
             def same(_: Any) -> Any:
                 tr, w, disc = b.update(key, trace.branches[i], cm, a)
                 return tr, w, uniform_discard(disc)
 
             def other(_: Any) -> Any:
-                keep = old_choices.filter(Selection(frozenset(retained)))
-                tr, w = b.generate(key, keep | cm, a)
-                dmask = {}
+                # A shared value is kept wherever no constraint is present there: a masked-out
+                # constraint is not a constraint (the contract), so the old value stays.
+                values, masks, dmask = dict(cm._values), dict(cm._masks), {}
                 for x in old_addrs:
-                    m = old_choices.mask(x)
-                    dmask[x] = jnp.zeros_like(m) if x in retained else m
+                    old_m = old_choices.mask(x)
+                    old_m = jnp.ones((), bool) if old_m is None else old_m
+                    if x not in shared:
+                        dmask[x] = old_m
+                        continue
+                    old_v = old_choices.get_value(x)
+                    if x in cm:
+                        m = cm.mask(x)
+                        m = jnp.ones((), bool) if m is None else jnp.asarray(m)
+                        values[x] = jnp.where(_expand(m, old_v), cm.get_value(x), old_v)
+                        masks[x] = jnp.logical_or(m, old_m)
+                        dmask[x] = jnp.logical_and(old_m, m)
+                    else:
+                        values[x] = old_v
+                        masks[x] = old_m
+                        dmask[x] = jnp.zeros_like(old_m)
+                merged = ChoiceMap(values, masks, _trusted=True)
+                tr, w = b.generate(key, merged, a)
                 return tr, w - trace.score, ChoiceMap(old_choices._values, dmask, _trusted=True)
 
             tr, w, disc = jax.lax.cond(trace.index == i, same, other, None)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from ppl.core import context
 from ppl.core.address import format_address
-from ppl.core.batching import axes_of, batch, batch_size
+from ppl.core.batching import axes_of, batch, batch_size, log_total
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction
 from ppl.core.selection import Selection
@@ -103,7 +103,7 @@ class Vmap(GenerativeFunction):
         return run(*batched, *args)[0]
 
     def _trace(self, args: tuple, inner: Trace) -> VmapTrace:
-        return VmapTrace(self, args, inner.retval, jnp.sum(inner.score), inner)
+        return VmapTrace(self, args, inner.retval, log_total(inner.score), inner)
 
     def _simulate(self, key: Any, args: tuple) -> VmapTrace:
         keys = jax.random.split(key, self.batch_size(args))
@@ -114,14 +114,14 @@ class Vmap(GenerativeFunction):
         n = self.batch_size(args)
         check_leading_axis(choices, n, self.name)
         w, r = self._vmap(lambda c, a: self.gen_fn.assess(c, a), args, choices)
-        return jnp.sum(w), r
+        return log_total(w), r
 
     def _generate(self, key: Any, constraints: ChoiceMap, args: tuple) -> tuple[VmapTrace, Any]:
         n = self.batch_size(args)
         check_leading_axis(constraints, n, self.name)
         keys = jax.random.split(key, n)
         inner, w = self._vmap(lambda k, c, a: detached(self.gen_fn.generate(k, c, a)), args, keys, constraints)
-        return self._trace(args, inner), jnp.sum(w)
+        return self._trace(args, inner), log_total(w)
 
     def _update(self, key: Any, trace: VmapTrace, constraints: ChoiceMap, args: tuple):
         n = self.batch_size(args)
@@ -135,13 +135,13 @@ class Vmap(GenerativeFunction):
         inner, w, discard = self._vmap(
             lambda k, t, c, a: detached(self.gen_fn.update(k, t.with_gen_fn(self.gen_fn), c, a)), args, keys, trace.inner, constraints
         )
-        return self._trace(args, inner), jnp.sum(w), discard
+        return self._trace(args, inner), log_total(w), discard
 
     def _regenerate(self, key: Any, trace: VmapTrace, selection: Selection, args: tuple):
         n = self.batch_size(args)
         keys = jax.random.split(key, n)
         inner, w = self._vmap(lambda k, t, a: detached(self.gen_fn.regenerate(k, t.with_gen_fn(self.gen_fn), selection, a)), args, keys, trace.inner)
-        return self._trace(args, inner), jnp.sum(w)
+        return self._trace(args, inner), log_total(w)
 
 
 def vmap(gen_fn: GenerativeFunction, in_axes: Any = 0, axis_size: int | None = None) -> Vmap:
