@@ -157,6 +157,7 @@ only).
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -166,7 +167,8 @@ import jax.numpy as jnp
 from ppl.core import context
 from ppl.core.batching import axes_of, batch, batch_size, loop
 from ppl.core.generative_function import GenerativeFunction, check_key
-from ppl.core.staging import combine, partition
+from ppl.core.identity import FunctionTree
+from ppl.core.staging import combine, compiled, partition
 from ppl.errors import EstimatorError
 from ppl.vi.estimators import ENUM, REINFORCE, REPARAM, RerunRule, enum_rule, estimator_of, mvd_rule
 from ppl.vi.matmul import rank2_dots
@@ -334,9 +336,13 @@ class Expectation:
     """
 
     def __init__(self, program: Callable[..., Any], name: str | None = None):
-        self.program = program
+        self._program = FunctionTree(program) if isinstance(program, types.FunctionType) else program
         self.name = name or getattr(program, "__name__", "expectation")
-        self._compiled: dict = {}
+
+    @property
+    def program(self) -> Callable[..., Any]:
+        p = self._program
+        return p.function() if isinstance(p, FunctionTree) else p
 
     def __repr__(self) -> str:
         return f"Expectation({self.name})"
@@ -428,22 +434,15 @@ class Expectation:
         return jax.lax.map(rerun, rs, batch_size=RERUN_BLOCK)
 
     def _call(self, method: str, key: Any, args: tuple) -> Any:
-        fn = self._compiled.get(method)
-        if fn is None:
-            impl = self._estimate_impl if method == "estimate" else self._value_and_grad_impl
+        # one compile cache for all of ppl: the expectation is a pytree (its program's captured
+        # arrays are inputs), so an objective rebuilt each step reuses the compiled program
+        return compiled(_run_expectation, method, self, key, args)
 
-            def run(spec: Any, key: Any, dyn: tuple) -> Any:
-                return rank2_dots(lambda key, dyn: impl(spec, key, dyn))(key, dyn)
+    def _estimate_impl(self, key: Any, args: tuple) -> Any:
+        return self.surrogate(key, *args)
 
-            fn = jax.jit(run, static_argnums=(0,))
-            self._compiled[method] = fn
+    def _value_and_grad_impl(self, key: Any, args: tuple) -> tuple[Any, tuple]:
         dyn, spec = partition(args)
-        return fn(spec, key, tuple(dyn))
-
-    def _estimate_impl(self, spec: Any, key: Any, dyn: tuple) -> Any:
-        return self.surrogate(key, *combine(list(dyn), spec))
-
-    def _value_and_grad_impl(self, spec: Any, key: Any, dyn: tuple) -> tuple[Any, tuple]:
         mask = [_is_float(x) for x in dyn]
 
         def of(diff: list) -> Any:
@@ -455,6 +454,26 @@ class Expectation:
         g, m = iter(grads), iter(mask)
         leaves = [(next(g) if next(m) else None) if s is None else None for s in spec.static]
         return value, jax.tree_util.tree_unflatten(spec.treedef, leaves)
+
+
+def _flatten_expectation(e: Expectation) -> tuple[tuple, Any]:
+    dyn, spec = partition((e._program, e.name))
+    return tuple(dyn), spec
+
+
+def _unflatten_expectation(spec: Any, dyn: tuple) -> Expectation:
+    e = object.__new__(Expectation)
+    e._program, e.name = combine(list(dyn), spec)
+    return e
+
+
+jax.tree_util.register_pytree_node(Expectation, _flatten_expectation, _unflatten_expectation)
+
+
+def _run_expectation(method: str, e: Expectation, key: Any, args: tuple) -> Any:
+    impl = e._estimate_impl if method == "estimate" else e._value_and_grad_impl
+    dyn, spec = partition((key, args))
+    return rank2_dots(lambda dyn: impl(*combine(list(dyn), spec)))(tuple(dyn))
 
 
 def _dice(f: Any, totals: dict) -> Any:
