@@ -371,10 +371,12 @@ class GenFunction(GenerativeFunction):
                 jax.errors.ConcretizationTypeError,
                 jax.errors.TracerIntegerConversionError,
                 jax.errors.TracerArrayConversionError,
+                jax.errors.NonConcreteBooleanIndexError,
             ) as e:
                 raise _control_flow_error(self, h, e) from None
-            except (TypeError, ValueError) as e:
-                if "concrete value" in str(e) or "concrete values" in str(e):
+            except TypeError as e:
+                if _raised_in_jax(e) and _has_traced_int_argument(args):
+                    # a traced integer argument used where JAX needs a concrete value (a shape)
                     raise _control_flow_error(self, h, e) from None
                 err = _matmul_error(self, e)
                 if err is None:
@@ -548,24 +550,36 @@ def _control_flow_error(gf: GenFunction, h: _Handler, e: Exception) -> PPLError:
     )
 
 
-_MATMUL_ADDR = re.compile(r"@\s*(\(?\s*['\"][^'\"]*['\"][^)@]*\)?|['\"][^'\"]*['\"])")
+def _raised_in_jax(e: Exception) -> bool:
+    """Whether the innermost frame of ``e``'s traceback is JAX's code."""
+    tb, last = e.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and last.tb_frame.f_code.co_filename.startswith(os.path.dirname(jax.__file__))
+
+
+def _has_traced_int_argument(args: tuple) -> bool:
+    return any(
+        isinstance(x, jax.core.Tracer) and x.shape == () and jnp.issubdtype(x.dtype, jnp.integer)
+        for x in jax.tree_util.tree_leaves(args)
+    )
 
 
 def _matmul_error(gf: GenFunction, e: Exception) -> PPLError | None:
-    msg = str(e)
-    if "@" not in msg and "matmul" not in msg.lower():
-        return None
+    """A ``value @ "addr"`` on the failing user line, found from the source (not from JAX's error text).
+
+    Python itself raises the ``TypeError`` of an unsupported ``@`` in the user's frame (JAX's
+    operator returns ``NotImplemented`` for a string), so the user frame must be the innermost.
+    """
     tb = _user_frame(e.__traceback__)
-    if tb is None:
+    if tb is None or tb.tb_next is not None:
         return None
     where, line = _source(tb)
-    addr = _matmul_address(line)
-    if addr is None:
+    found = _matmul_operands(line)
+    if found is None:
         return None
-    kind = re.search(r"for @: '([^']+)'", msg)
-    left = kind.group(1) if kind else "JAX array"
-    if "Tracer" in left or "Array" in left:
-        left = "JAX array"
+    left_node, addr = found
+    left = _left_kind(left_node, tb.tb_frame.f_locals, e)
     return NotADistributionError(
         f"in {gf.name} at {where} (`{line}`): the left side of `@ {addr}` is a {left}, not a distribution. "
         "Only a distribution (ppl.dist.Normal(...)) or a generative-function call (model(args)) can be "
@@ -573,14 +587,28 @@ def _matmul_error(gf: GenFunction, e: Exception) -> PPLError | None:
     )
 
 
-def _matmul_address(line: str) -> str | None:
+def _left_kind(node: Any, local_values: dict, e: Exception) -> str:
+    """What the left operand of the failing ``@`` is: from a literal, a local name, or Python's message."""
+    value = None
+    if isinstance(node, ast.Constant):
+        value = node.value
+    elif isinstance(node, ast.Name) and node.id in local_values:
+        value = local_values[node.id]
+    if value is not None:
+        return "JAX array" if isinstance(value, jax.Array) else type(value).__name__
+    # Python's own operator message: "unsupported operand type(s) for @: 'ArrayImpl' and 'str'"
+    found = re.search(r"for @: '([^']+)'", str(e))
+    name = found.group(1) if found else "value"
+    return "JAX array" if ("Array" in name or "Tracer" in name) else name
+
+
+def _matmul_operands(line: str) -> tuple[Any, str] | None:
     try:
         tree = ast.parse(line.rstrip(":") if line.endswith(":") else line)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
-                if isinstance(node.right, (ast.Constant, ast.Tuple)):
-                    return ast.unparse(node.right)
     except SyntaxError:
-        pass
-    m = _MATMUL_ADDR.search(line)
-    return m.group(1).strip() if m else None
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+            if isinstance(node.right, (ast.Constant, ast.Tuple)):
+                return node.left, ast.unparse(node.right)
+    return None
