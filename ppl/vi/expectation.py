@@ -170,6 +170,7 @@ from ppl.core.generative_function import GenerativeFunction, check_key
 from ppl.core.identity import FunctionTree
 from ppl.core.staging import combine, compiled, partition
 from ppl.errors import EstimatorError
+from ppl.vi import matmul
 from ppl.vi.estimators import ENUM, REINFORCE, REPARAM, RerunRule, enum_rule, estimator_of, mvd_rule
 from ppl.vi.matmul import rank2_dots
 
@@ -436,7 +437,7 @@ class Expectation:
     def _call(self, method: str, key: Any, args: tuple) -> Any:
         # one compile cache for all of ppl: the expectation is a pytree (its program's captured
         # arrays are inputs), so an objective rebuilt each step reuses the compiled program
-        return compiled(_run_expectation, method, self, key, args)
+        return compiled(_run_expectation, method, self, key, args, matmul.ENABLED)
 
     def _estimate_impl(self, key: Any, args: tuple) -> Any:
         return self.surrogate(key, *args)
@@ -470,7 +471,7 @@ def _unflatten_expectation(spec: Any, dyn: tuple) -> Expectation:
 jax.tree_util.register_pytree_node(Expectation, _flatten_expectation, _unflatten_expectation)
 
 
-def _run_expectation(method: str, e: Expectation, key: Any, args: tuple) -> Any:
+def _run_expectation(method: str, e: Expectation, key: Any, args: tuple, _matmul_pass: bool) -> Any:
     impl = e._estimate_impl if method == "estimate" else e._value_and_grad_impl
     dyn, spec = partition((key, args))
     return rank2_dots(lambda dyn: impl(*combine(list(dyn), spec)))(tuple(dyn))

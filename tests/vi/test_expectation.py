@@ -243,6 +243,38 @@ def test_rank2_matmul_pass_preserves_values_and_removes_batched_contractions():
     np.testing.assert_allclose(optimised[1][0], plain[1][0], rtol=1e-4, atol=1e-6)
 
 
+def test_rank2_matmul_pass_reaches_scan_bodies_and_keeps_source_information():
+    from jax._src import source_info_util
+
+    from ppl.vi.matmul import rank2_dots
+
+    w = jax.random.normal(jax.random.key(0), (5, 7))
+
+    def f(z):
+        def body(c, x):
+            return c, jnp.tanh(x @ w)  # x: (4, 6, 5), a product with two free dimensions
+
+        return jax.lax.scan(body, 0.0, z)[1].sum()
+
+    z = jax.random.normal(jax.random.key(1), (3, 4, 6, 5))
+    g = rank2_dots(jax.grad(f))
+    np.testing.assert_allclose(g(z), jax.grad(f)(z), rtol=1e-5, atol=1e-6)
+    found = []
+
+    def dots(jx):
+        for eqn in jx.eqns:
+            if eqn.primitive.name == "dot_general":
+                found.append((max(v.aval.ndim for v in eqn.invars), source_info_util.summarize(eqn.source_info)))
+            for p in eqn.params.values():
+                for c in p if isinstance(p, (tuple, list)) else [p]:
+                    if hasattr(c, "jaxpr") and hasattr(c.jaxpr, "eqns"):
+                        dots(c.jaxpr)
+
+    dots(jax.make_jaxpr(g)(z).jaxpr)
+    assert found and max(n for n, _ in found) == 2  # forward and transposed products inside both scans
+    assert all("test_expectation.py" in where for _, where in found)
+
+
 def test_batch_sum_enumerates_each_point_with_its_own_program():
     # per point: z ~ enum(Bernoulli(p_i)), f_i = w_i z; 70,000 points x 1 alternative would be too many
     # re-runs of the whole batch's program, but each point's evaluation re-runs only its own.
