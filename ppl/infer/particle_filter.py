@@ -74,7 +74,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from ppl.core import context
 from ppl.core.address import format_address, normalize
+from ppl.core.batching import loop
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction, check_key
 from ppl.core.scan import Scan, ScanTrace
@@ -100,6 +102,7 @@ from ppl.infer.particles import (
     log_marginal_likelihood_np,
 )
 from ppl.infer.particles import gather as _gather
+from ppl.infer.smc import mcmc_moves
 from ppl.infer.tempering import tempered
 
 WHERE = "ppl.infer.particle_filter"
@@ -157,17 +160,29 @@ class FilterHistory(eqx.Module):
 # ------------------------------------------------------------------ structure
 
 
+def _shape_trace(model: GenerativeFunction, obs: ChoiceMap, args: tuple) -> Any:
+    """The structure of a trace of ``model`` (shapes only, ``jax.eval_shape``).
+
+    Run with no interceptors: this is structure discovery, not part of the
+    filter's computation, so an enclosing handler (a ``ppl.vi.expectation``
+    reporting REINFORCE scores) must not see these sites; their reports
+    would escape the ``eval_shape`` (and fail loudly).
+    """
+    with context.no_interceptors():
+        return jax.eval_shape(lambda k: model.generate(k, obs, args)[0], jax.random.key(0))
+
+
 def find_scan(model: GenerativeFunction, args: tuple, obs: ChoiceMap, scan_address: Any) -> tuple[tuple, Scan, int]:
     """``(scan_address, scan, T)`` of a supported model, or a clear error."""
     if isinstance(model, Scan):
         try:
-            tr = jax.eval_shape(lambda k: model.generate(k, obs, args)[0], jax.random.key(0))
+            tr = _shape_trace(model, obs, args)
         except UnvisitedConstraintError as e:
             raise with_context(e, WHERE, "the observations") from None
         warn_if_no_latents(tr, obs, WHERE)
         return (), model, int(tr.inner.score.shape[0])
     try:
-        tr = jax.eval_shape(lambda k: model.generate(k, obs, args)[0], jax.random.key(0))
+        tr = _shape_trace(model, obs, args)
     except UnvisitedConstraintError as e:
         raise with_context(e, WHERE, "the observations") from None
     if not isinstance(tr, GenTrace):
@@ -320,14 +335,23 @@ def _particle_filter(
         k, obs_t, x_t = inp
         k_res, k_prop, k_move = jax.random.split(k, 3)
         # 1. resample
+        # (ancestors are drawn as a random choice, resampling.draw_ancestors, so an
+        # enclosing ppl.vi.expectation scores them: without that the gradient of
+        # E[log Z_hat] misses how the parameters change which particles survive)
         if mode == "always":
-            idx = resampler(k_res, lw, n)
+            idx = resampling_mod.draw_ancestors(k_res, lw, n, method)
             lnorm = lnorm + resampling_mod.log_mean_weight(lw)
             lw = jnp.zeros_like(lw)
             resampled = jnp.array(True)
         elif mode == "adaptive":
             resampled = resampling_mod.ess(lw) < threshold * n
-            idx = jax.lax.cond(resampled, lambda: resampler(k_res, lw, n), lambda: jnp.arange(n, dtype=jnp.int32))
+            if context.interceptors():
+                # no lax.cond around a random choice (its reports could not leave the cond):
+                # draw, use only when resampling (an unused draw scores 0)
+                drawn = resampling_mod.draw_ancestors(k_res, lw, n, method, active=resampled)
+                idx = jnp.where(resampled, drawn, jnp.arange(n, dtype=jnp.int32))
+            else:
+                idx = jax.lax.cond(resampled, lambda: resampler(k_res, lw, n), lambda: jnp.arange(n, dtype=jnp.int32))
             lnorm = jnp.where(resampled, lnorm + resampling_mod.log_mean_weight(lw), lnorm)
             lw = jnp.where(resampled, jnp.zeros_like(lw), lw)
         else:
@@ -341,12 +365,7 @@ def _particle_filter(
         lw = lw + jnp.where(nan, -jnp.inf, w)
         # 3. rejuvenate
         if kernel is not None:
-            states = jax.vmap(kernel.init)(tr)
-
-            def mcmc(states: Any, kk: Any) -> tuple:
-                return jax.vmap(kernel.step)(jax.random.split(kk, n), states)
-
-            states, info = jax.lax.scan(mcmc, states, jax.random.split(k_move, ksteps))
+            states, info = mcmc_moves(k_move, kernel, tr, n, ksteps)
             tr = states.trace
             acceptance = jnp.mean(info.acceptance_rate)
             tr = tr.inner
@@ -366,7 +385,11 @@ def _particle_filter(
         return (carry, lw, lnorm), out
 
     seq = (jax.random.split(k_steps, num_steps), step_obs, xs)
-    (carry, lw, lnorm), hist = jax.lax.scan(step, (carry, lw0, jnp.zeros(())), seq)
+    # ppl's loop (not a bare lax.scan): it forwards the effects the sites report
+    # from inside the time steps (the REINFORCE scores of an enclosing
+    # ppl.vi.expectation), which would otherwise escape the scan
+    init_state = (carry, lw0, jnp.zeros(()), jnp.arange(n, dtype=jnp.int32))
+    (carry, lw, lnorm, _), hist = loop(step, init_state, seq, num_steps)
     ancestors, step_choices, log_weights, resampled, logzs, acceptance, num_nan = hist
 
     # ---- genealogy: the full path of every final particle

@@ -58,6 +58,17 @@ def particle_vmap(
     """
 
     def run(key: Any, *args: Any) -> Any:
+        return particle_batch(fn, num_particles, in_axes, out_axes)(key, *args)[0]
+
+    return run
+
+
+def particle_batch(
+    fn: Callable[..., Any], num_particles: int, in_axes: Any = 0, out_axes: Any = 0
+) -> Callable[..., tuple[Any, dict]]:
+    """:func:`particle_vmap` that also returns each particle's effect totals (e.g. REINFORCE scores)."""
+
+    def run(key: Any, *args: Any) -> tuple[Any, dict]:
         axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
         vf = batch(
             fn,
@@ -68,7 +79,7 @@ def particle_vmap(
             where="particle_vmap",
         )
         with context.intercept(BATCHED_SAMPLING):
-            return vf(key, *args)[0]
+            return vf(key, *args)
 
     return run
 
@@ -241,4 +252,4 @@ class _BatchedSampling:
 
 BATCHED_SAMPLING = _BatchedSampling()
 
-__all__ = ["PARTICLE_AXIS", "particle_vmap"]
+__all__ = ["PARTICLE_AXIS", "particle_batch", "particle_vmap"]

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from ppl.core import context
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.trace import Trace
 from ppl.errors import DegenerateWeightsError
@@ -219,9 +220,10 @@ def _log_marginal_likelihood(log_weights: jax.Array, log_normalizer: jax.Array) 
     return log_normalizer + logsumexp(log_weights) - jnp.log(log_weights.shape[0])
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _resample(pc: ParticleCollection, key: Any, n: int, method: Any) -> ParticleCollection:
-    idx = resampling.resample_indices(key, pc.log_weights, n, method)
+def _resample_impl(pc: ParticleCollection, key: Any, n: int, method: Any) -> ParticleCollection:
+    # the ancestors are a random choice (resampling.draw_ancestors): inside a
+    # ppl.vi.expectation their score enters the gradient estimate
+    idx = resampling.draw_ancestors(key, pc.log_weights, n, method)
     return ParticleCollection(
         traces=_take(pc.traces, idx),
         log_weights=jnp.zeros((n,), pc.log_weights.dtype),
@@ -229,6 +231,17 @@ def _resample(pc: ParticleCollection, key: Any, n: int, method: Any) -> Particle
         info=pc.info,
         observed=pc.observed,
     )
+
+
+_resample_jit = functools.partial(jax.jit, static_argnums=(2, 3))(_resample_impl)
+
+
+def _resample(pc: ParticleCollection, key: Any, n: int, method: Any) -> ParticleCollection:
+    # under a handler (a ppl.vi.expectation) the draw must not sit inside a
+    # bare jax.jit, whose boundary its reports cannot cross
+    if context.interceptors():
+        return _resample_impl(pc, key, n, method)
+    return _resample_jit(pc, key, n, method)
 
 
 def _weighted_sum(w: jax.Array, v: Any) -> Any:

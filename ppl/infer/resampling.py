@@ -35,7 +35,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
+from jax.scipy.special import gammaln, logsumexp
+from numpyro.distributions import Distribution, constraints
 
 Resampler = Callable[[Any, Any, int], Any]
 
@@ -188,6 +189,7 @@ def ess(log_weights: Any) -> Any:
 
 __all__ = [
     "RESAMPLERS",
+    "draw_ancestors",
     "ess",
     "get_resampler",
     "log_mean_weight",
@@ -199,3 +201,98 @@ __all__ = [
     "stratified",
     "systematic",
 ]
+
+
+# ------------------------------------------- ancestors as a random choice
+class _AncestorsDist(Distribution):
+    """The law of the ancestor vector a scheme draws, as a distribution (for gradient estimators).
+
+    ``sample`` is exactly the scheme's draw (same key, same indices);
+    ``log_prob`` is the log probability of that (sorted) ancestor vector
+    under the scheme, a differentiable function of the weights:
+
+    * systematic: points ``k + U`` (scaled by ``n``), so ``P(a)`` is the length of
+      ``{U in [0, 1): n c_{a_k - 1} <= k + U < n c_{a_k} for all k}``;
+    * stratified: points ``k + U_k``, independent: ``P(a) = prod_k |[k, k + 1)
+      cap [n c_{a_k - 1}, n c_{a_k})|``;
+    * multinomial: ``n! / prod_i m_i! prod_k w_{a_k}`` (``m_i`` offspring counts);
+    * residual: the multinomial law of the residual counts
+      ``m_i - floor(n w_i)`` under the residual weights (``floor`` is locally
+      constant, so only this part varies with the weights).
+
+    ``active`` (a traced bool) is whether the draw is used; an unused draw
+    (adaptive resampling that did not resample) has log probability 0, so an
+    estimator scoring it adds nothing.
+    """
+
+    support = constraints.nonnegative_integer  # discrete: REINFORCE (or enum) under ppl.vi
+
+    def __init__(self, log_weights: Any, n: int, method: str, active: Any = True):
+        self.log_weights = sanitize(jnp.asarray(log_weights))
+        self.n = n
+        self.method = method
+        self.active = jnp.asarray(active)
+        super().__init__(batch_shape=(), event_shape=(n,))
+
+    def sample(self, key: Any, sample_shape: tuple = ()) -> Any:
+        if sample_shape:
+            raise NotImplementedError("ancestor draws are one vector at a time")
+        return get_resampler(self.method)(key, self.log_weights, self.n)
+
+    def log_prob(self, value: Any) -> Any:
+        lw, n = self.log_weights, self.n
+        a = jnp.asarray(value, jnp.int32)
+        k = jnp.arange(n, dtype=lw.dtype)
+        if self.method in ("systematic", "stratified"):
+            c = _cumulative(lw, n)
+            hi = c[a]
+            lo = jnp.where(a > 0, c[jnp.maximum(a - 1, 0)], 0.0)
+            if self.method == "systematic":
+                length = jnp.minimum(jnp.min(hi - k), 1.0) - jnp.maximum(jnp.max(lo - k), 0.0)
+                lp = jnp.log(jnp.maximum(length, 0.0))
+            else:
+                lengths = jnp.minimum(hi, k + 1.0) - jnp.maximum(lo, k)
+                lp = jnp.sum(jnp.log(jnp.maximum(lengths, 0.0)))
+        elif self.method == "multinomial":
+            counts = jnp.zeros(lw.shape[0], lw.dtype).at[a].add(1.0)
+            log_w = lw - logsumexp(lw)
+            lp = gammaln(n + 1.0) - jnp.sum(gammaln(counts + 1.0)) + jnp.sum(log_w[a])
+        elif self.method == "residual":
+            nw = _weights(lw) * n
+            det = jax.lax.stop_gradient(jnp.floor(nw))
+            r = nw - det
+            counts = jnp.zeros(lw.shape[0], lw.dtype).at[a].add(1.0)
+            rc = counts - det
+            big_r = jnp.sum(rc)
+            log_r = jnp.log(jnp.where(r > 0, r, 1.0)) - jnp.log(jnp.maximum(jnp.sum(r), 1e-30))
+            lp = gammaln(big_r + 1.0) - jnp.sum(gammaln(rc + 1.0)) + jnp.sum(jnp.where(rc > 0, rc * log_r, 0.0))
+        else:
+            raise NotImplementedError(
+                "the probability of the ancestors drawn by a custom resampling function is unknown, so a gradient "
+                "estimator (ppl.vi.expectation) cannot account for resampling; use one of "
+                f"{sorted(RESAMPLERS)} inside an expectation"
+            )
+        return jnp.where(self.active, lp, 0.0)
+
+
+def draw_ancestors(
+    key: Any, log_weights: Any, n: int | None = None, method: str | Resampler = "systematic", active: Any = True
+) -> Any:
+    """:func:`resample_indices` as a random choice (the SMC algorithms' resampling step).
+
+    The same indices as ``resample_indices(key, log_weights, n, method)``,
+    drawn through the handler stack (at address ``"ancestors"`` under the
+    current path): inside ``ppl.vi.expectation`` the draw is a discrete
+    choice like any other, so its REINFORCE score (the log probability of the
+    ancestor vector, :class:`_AncestorsDist`) enters the gradient estimate.
+    Without it the estimate misses how the weights (hence the parameters)
+    change which particles survive, and is biased for ``grad E[log Z_hat]``.
+    Outside an expectation this is exactly ``resample_indices``.
+    """
+    from ppl.core import context
+    from ppl.core.primitive import sample_value
+
+    lw = jnp.asarray(log_weights)
+    n = lw.shape[0] if n is None else n
+    with context.path(("ancestors",)):
+        return sample_value(key, _AncestorsDist(lw, n, method, active))

@@ -47,7 +47,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ppl.core import context
 from ppl.core.address import Address, format_address, is_prefix, sort_key
+from ppl.core.batching import batch, loop
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction, check_key
 from ppl.core.selection import Selection
@@ -360,6 +362,23 @@ def resample(
 
 
 def _resample_adaptive(key, pc, threshold, method):
+    if context.interceptors():
+        # under a handler (ppl.vi.expectation) no lax.cond around the ancestor
+        # draw (its score could not leave the cond): draw, use it only when
+        # resampling (an unused draw scores 0)
+        resampled = pc.ess < threshold * pc.num_particles
+        n = pc.num_particles
+        drawn = resampling_mod.draw_ancestors(key, pc.log_weights, n, method, active=resampled)
+        idx = jnp.where(resampled, drawn, jnp.arange(n, dtype=jnp.int32))
+        lw = pc.log_weights
+        return _replace(
+            pc,
+            traces=jax.tree_util.tree_map(lambda v: v[idx], pc.traces),
+            log_weights=jnp.where(resampled, jnp.zeros_like(lw), lw),
+            log_normalizer=jnp.where(
+                resampled, pc.log_normalizer + resampling_mod.log_mean_weight(lw), pc.log_normalizer
+            ),
+        )
     return jax.lax.cond(
         pc.ess < threshold * pc.num_particles,
         lambda p: p.resample(key, method=method),
@@ -381,14 +400,25 @@ def resample_adaptive(
 
 
 # ------------------------------------------------------------- rejuvenation
-def _rejuvenate(key, pc, kernel, num_steps):
-    n = pc.num_particles
-    states = jax.vmap(kernel.init)(pc.traces)
+def mcmc_moves(key: Any, kernel: Any, traces: Any, n: int, num_steps: int) -> tuple[Any, Any]:
+    """``num_steps`` steps of ``kernel`` on each of the ``n`` traces: ``(states, info (num_steps, n))``.
+
+    Vectorised and looped with ppl's :func:`~ppl.core.batching.batch` /
+    :func:`~ppl.core.batching.loop` rather than bare ``jax.vmap`` /
+    ``lax.scan``: the kernel's random choices (``regenerate`` in MH) then
+    report their effects (the REINFORCE scores of an enclosing
+    ``ppl.vi.expectation``) through the boundaries instead of escaping them.
+    """
+    states = jax.vmap(kernel.init)(traces)
 
     def body(states: Any, k: Any) -> tuple[Any, Any]:
-        return jax.vmap(kernel.step)(jax.random.split(k, n), states)
+        return batch(kernel.step, where="ppl.infer.smc.rejuvenate")(jax.random.split(k, n), states)[0]
 
-    states, info = jax.lax.scan(body, states, jax.random.split(key, num_steps))
+    return loop(body, states, jax.random.split(key, num_steps), num_steps)
+
+
+def _rejuvenate(key, pc, kernel, num_steps):
+    states, info = mcmc_moves(key, kernel, pc.traces, pc.num_particles, num_steps)
     return _replace(pc, traces=states.trace), info
 
 

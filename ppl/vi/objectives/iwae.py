@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
-
 from ppl.core.generative_function import GenerativeFunction
 from ppl.errors import EstimatorError
-from ppl.vi.expectation import Expectation, expectation, vmap
+from ppl.vi.expectation import Expectation, expectation
+from ppl.vi.expectation import particles as shared_key_particles
 from ppl.vi.objectives.common import log_mean_exp, log_weight, observations_fn
 
 
@@ -43,7 +42,7 @@ def iwae(
 
     def iwae(key: Any, model_args: tuple, guide_args: tuple) -> Any:
         one = lambda key: log_weight(key, model, guide, obs(model_args), model_args, guide_args)  # noqa: E731
-        return log_mean_exp(vmap(one)(jax.random.split(key, k)))
+        return log_mean_exp(shared_key_particles(one, k)(key))
 
     return expectation(iwae)
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from ppl.core.generative_function import GenerativeFunction
-from ppl.vi.expectation import Expectation, expectation, vmap
+from ppl.vi.expectation import Expectation, expectation
+from ppl.vi.expectation import particles as shared_key_particles
 from ppl.vi.objectives.common import log_mean_exp, log_weight, observations_fn
 from ppl.vi.objectives.iwae import check_particles
 
@@ -37,7 +37,7 @@ def renyi(
 
     def renyi(key: Any, model_args: tuple, guide_args: tuple) -> Any:
         one = lambda key: log_weight(key, model, guide, obs(model_args), model_args, guide_args)  # noqa: E731
-        logw = vmap(one)(jax.random.split(key, k))
+        logw = shared_key_particles(one, k)(key)
         if math.isclose(alpha, 1.0):
             return jnp.mean(logw)
         return log_mean_exp((1.0 - alpha) * logw) / (1.0 - alpha)

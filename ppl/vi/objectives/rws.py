@@ -47,7 +47,8 @@ import jax.numpy as jnp
 from ppl.core.generative_function import GenerativeFunction
 from ppl.core.selection import Selection
 from ppl.errors import EstimatorError
-from ppl.vi.expectation import Expectation, expectation, vmap
+from ppl.vi.expectation import Expectation, expectation
+from ppl.vi.expectation import particles as shared_key_particles
 from ppl.vi.objectives.common import log_density, log_mean_exp, observations_fn
 from ppl.vi.objectives.iwae import check_particles
 
@@ -95,7 +96,7 @@ def rws(
             log_q, _ = guide.assess(sg(q.choices), guide_args)  # phi live
             return log_p - q.score, log_q
 
-        logw, log_q = vmap(particle)(jax.random.split(key, k))
+        logw, log_q = shared_key_particles(particle, k)(key)
         wbar = sg(jax.nn.softmax(logw))
         return log_mean_exp(logw), jnp.sum(wbar * log_q)
 

@@ -22,7 +22,8 @@ from jax.scipy.special import logsumexp
 
 from ppl.core.generative_function import GenerativeFunction
 from ppl.errors import EstimatorError
-from ppl.vi.expectation import Expectation, expectation, subtract_baseline, vmap
+from ppl.vi.expectation import Expectation, expectation, subtract_baseline
+from ppl.vi.expectation import particles as shared_key_particles
 from ppl.vi.objectives.common import log_mean_exp, log_weight, observations_fn
 from ppl.vi.objectives.iwae import check_particles
 
@@ -49,7 +50,7 @@ def vimco(
 
     def vimco(key: Any, model_args: tuple, guide_args: tuple) -> Any:
         one = lambda key: log_weight(key, model, guide, obs(model_args), model_args, guide_args)  # noqa: E731
-        logw, scores = vmap(one, scores=True)(jax.random.split(key, k))
+        logw, scores = shared_key_particles(one, k, scores=True)(key)
         subtract_baseline(scores, leave_one_out_baselines(logw))
         return log_mean_exp(logw)
 
