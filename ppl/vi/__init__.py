@@ -13,7 +13,7 @@ from ppl.vi.estimators import (
     reparam,
     running_mean,
 )
-from ppl.vi.expectation import Expectation, batch_sum, expectation, scan, subtract_baseline, vmap
+from ppl.vi.expectation import Expectation, batch_sum, expectation, particles, scan, subtract_baseline, vmap
 from ppl.vi.marginal import Marginal, Normalized, marginal, normalize
 from ppl.vi.objectives import (
     diwhvi,
