@@ -109,3 +109,26 @@ class EstimatorError(PPLError):
 
 class DegeneracyWarning(UserWarning):
     """A particle method's final cloud has collapsed (few distinct particles): its estimates are unreliable."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The chains of an MCMC run disagree: some split R-hat exceeds the threshold (1.01)."""
+
+
+class ConditionalChoiceError(InferenceError):
+    """A latent choice exists in some branches of a ``ppl.switch``/``ppl.cond``/``ppl.mixture`` only."""
+
+
+class ArgumentValueError(PPLError, ValueError):
+    """An argument of an entry point has the right kind but a value or shape outside what it accepts.
+
+    The message names the argument, the value (or shape) given and the range
+    (or shape) expected, e.g. ``target_accept must be in (0, 1), got 1.5``.
+    """
+
+
+class MissingDrawsError(PPLError, KeyError):
+    """An MCMC result was indexed by a name or address it has no draws for; the message lists those it has."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""

@@ -11,8 +11,10 @@ from ppl.diagnostics.convergence import (
     summary,
     z_scale,
 )
+from ppl.errors import ConvergenceWarning
 
 __all__ = [
+    "ConvergenceWarning",
     "ess_bulk",
     "ess_mean",
     "ess_tail",

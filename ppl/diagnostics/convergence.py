@@ -27,11 +27,14 @@ import numpy as np
 from jax.scipy.special import ndtri
 from numpyro.diagnostics import effective_sample_size, gelman_rubin
 
+from ppl.errors import ArgumentValueError
+from ppl.errors import ConvergenceWarning as ConvergenceWarning  # defined in ppl.errors; old import path kept
+
 
 def _as_draws(x: Any) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim < 2:
-        raise ValueError(f"draws must be shaped (chain, draw, ...), got shape {a.shape}")
+        raise ArgumentValueError(f"draws must be shaped (chain, draw, ...), got shape {a.shape}")
     return a
 
 
@@ -91,7 +94,9 @@ def rhat(x: Any) -> np.ndarray:
     """Rank-normalised split R-hat (the larger of the bulk and folded versions)."""
     a = _as_draws(x)
     if a.shape[1] < 4:
-        raise ValueError(f"R-hat needs at least 4 draws per chain, got {a.shape[1]}")
+        raise ArgumentValueError(
+            f"R-hat needs at least 4 draws per chain (draws shaped (chain, draw, ...)), got shape {a.shape}"
+        )
     split = split_chains(a)
     bulk = np.asarray(gelman_rubin(z_scale(split)))
     med = np.median(a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), axis=0)
@@ -127,10 +132,6 @@ def summary(
         row["r_hat"] = rhat(a) if enough else nan
         out[name] = row
     return out
-
-
-class ConvergenceWarning(UserWarning):
-    """The chains of an MCMC run disagree: some split R-hat exceeds the threshold (1.01)."""
 
 
 RHAT_THRESHOLD = 1.01

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions import Distribution, constraints
 
+from ppl.errors import ArgumentError
+
 
 def make_distribution(
     name: str,
@@ -55,12 +57,12 @@ def make_distribution(
         values = list(args)
         for n in param_names[len(values) :]:
             if n not in kwargs:
-                raise TypeError(f"{name} needs parameter {n!r}")
+                raise ArgumentError(f"{name}: missing parameter {n!r}; it takes {param_names}")
             values.append(kwargs.pop(n))
         if kwargs:
-            raise TypeError(f"{name} got unknown parameters {sorted(kwargs)}")
+            raise ArgumentError(f"{name}: unknown parameter(s) {sorted(kwargs)}; it takes {param_names}")
         if param_names and len(values) != len(param_names):
-            raise TypeError(f"{name} takes {len(param_names)} parameters {param_names}, got {len(values)}")
+            raise ArgumentError(f"{name} takes {len(param_names)} parameters {param_names}, got {len(values)}")
         self._params = tuple(jnp.asarray(v) for v in values)
         batch_shape = jnp.broadcast_shapes(*(jnp.shape(p) for p in self._params)) if self._params else ()
         Distribution.__init__(

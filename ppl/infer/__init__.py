@@ -12,6 +12,7 @@ predictive distributions. Algorithms use models only through the GFI.
 * ``predictive`` for prior and posterior predictive draws.
 """
 
+from ppl.errors import ConditionalChoiceError, ConvergenceWarning, DegeneracyWarning
 from ppl.infer import kernels, resampling
 from ppl.infer.importance import NoLatentChoicesWarning, importance
 from ppl.infer.mcmc import (
@@ -34,6 +35,9 @@ from ppl.infer.smc import smc
 from ppl.infer.tempering import TemperingInfo, tempered, tempered_smc
 
 __all__ = [
+    "ConditionalChoiceError",
+    "ConvergenceWarning",
+    "DegeneracyWarning",
     "DivergenceWarning",
     "FilterHistory",
     "MCMCInfo",

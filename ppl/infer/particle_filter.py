@@ -223,10 +223,6 @@ def _strong(x: Any) -> Any:
     return jnp.asarray(x, dtype=x.dtype)
 
 
-def _is_mapped_output_error(e: Exception) -> bool:
-    return "out_axes" in str(e)
-
-
 # -------------------------------------------------------------------- filter
 
 
@@ -299,10 +295,12 @@ def _particle_filter(
         try:
             carry, lw0, prefix_choices, xs = particle_vmap(prefix, n, out_axes=(0, 0, 0, None))(k_prefix)
             xs_batched = False
-        except ValueError as e:
-            if not _is_mapped_output_error(e):
-                raise
-            carry, lw0, prefix_choices, xs = particle_vmap(prefix, n)(k_prefix)  # xs depend on the particle
+        except ValueError:
+            # jax.vmap refuses out_axes=None for an output that varies over the
+            # particles: here the scan's xs depend on the particle's prefix
+            # choices, so keep one copy per particle. (Any other ValueError
+            # is raised again by this second run of the same program.)
+            carry, lw0, prefix_choices, xs = particle_vmap(prefix, n)(k_prefix)
             xs_batched = True
         carry = jax.tree_util.tree_map(_strong, carry)
     lw0 = jnp.where(jnp.isnan(lw0), -jnp.inf, lw0)
@@ -331,7 +329,7 @@ def _particle_filter(
     propagate_all = particle_vmap(propagate, n, in_axes=(0, 0 if xs_batched else None, None))
 
     def step(state: tuple, inp: tuple) -> tuple:
-        carry, lw, lnorm = state
+        carry, lw, lnorm, origin = state
         k, obs_t, x_t = inp
         k_res, k_prop, k_move = jax.random.split(k, 3)
         # 1. resample
@@ -359,6 +357,10 @@ def _particle_filter(
             resampled = jnp.array(False)
         if mode != "never":
             carry = jax.tree_util.tree_map(lambda v: _gather(v, idx), carry)
+            origin = _gather(origin, idx)
+        if xs_batched:
+            # per-particle xs belong to the particle's prefix: follow its lineage back to it
+            x_t = jax.tree_util.tree_map(lambda v: _gather(v, origin), x_t)
         # 2. propagate and reweight
         tr, w = propagate_all(k_prop, carry, x_t, obs_t)
         nan = jnp.isnan(w)
@@ -382,7 +384,7 @@ def _particle_filter(
             acceptance,
             jnp.sum(nan, dtype=jnp.int32),
         )
-        return (carry, lw, lnorm), out
+        return (carry, lw, lnorm, origin), out
 
     seq = (jax.random.split(k_steps, num_steps), step_obs, xs)
     # ppl's loop (not a bare lax.scan): it forwards the effects the sites report

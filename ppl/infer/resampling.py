@@ -38,6 +38,8 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, logsumexp
 from numpyro.distributions import Distribution, constraints
 
+from ppl.errors import ArgumentValueError, EstimatorError
+
 Resampler = Callable[[Any, Any, int], Any]
 
 
@@ -163,7 +165,7 @@ def get_resampler(method: str | Resampler) -> Resampler:
     try:
         return RESAMPLERS[method]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise ArgumentValueError(
             f"unknown resampling method {method!r}; choose one of {sorted(RESAMPLERS)} "
             "or pass a function (key, log_weights, n) -> ancestor indices"
         ) from None
@@ -236,7 +238,9 @@ class _AncestorsDist(Distribution):
 
     def sample(self, key: Any, sample_shape: tuple = ()) -> Any:
         if sample_shape:
-            raise NotImplementedError("ancestor draws are one vector at a time")
+            raise ArgumentValueError(
+                f"ancestor draws are one vector of {self.n} indices at a time; got sample_shape={tuple(sample_shape)}"
+            )
         return get_resampler(self.method)(key, self.log_weights, self.n)
 
     def log_prob(self, value: Any) -> Any:
@@ -267,9 +271,10 @@ class _AncestorsDist(Distribution):
             log_r = jnp.log(jnp.where(r > 0, r, 1.0)) - jnp.log(jnp.maximum(jnp.sum(r), 1e-30))
             lp = gammaln(big_r + 1.0) - jnp.sum(gammaln(rc + 1.0)) + jnp.sum(jnp.where(rc > 0, rc * log_r, 0.0))
         else:
-            raise NotImplementedError(
-                "the probability of the ancestors drawn by a custom resampling function is unknown, so a gradient "
-                "estimator (ppl.vi.expectation) cannot account for resampling; use one of "
+            name = getattr(self.method, "__name__", self.method)
+            raise EstimatorError(
+                f"the probability of the ancestors drawn by the custom resampling function {name!r} is unknown, "
+                "so a gradient estimator (ppl.vi.expectation) cannot account for resampling; use one of "
                 f"{sorted(RESAMPLERS)} inside an expectation"
             )
         return jnp.where(self.active, lp, 0.0)

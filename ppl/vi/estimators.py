@@ -28,7 +28,7 @@ from numpyro.distributions import Distribution, Independent, Normal
 
 from ppl.core.address import format_address
 from ppl.core.primitive import describe, is_discrete
-from ppl.errors import EstimatorError, NotADistributionError
+from ppl.errors import ArgumentValueError, EstimatorError, NotADistributionError
 
 REPARAM = "reparam"
 REINFORCE = "reinforce"
@@ -346,7 +346,7 @@ class RunningMean(NamedTuple):
 def running_mean(decay: float = 0.9) -> RunningMean:
     """Exponential moving average of the objective, debiased like Adam's moments."""
     if not 0.0 <= decay < 1.0:
-        raise ValueError(f"running_mean: decay must be in [0, 1), got {decay}")
+        raise ArgumentValueError(f"ppl.vi.running_mean: decay must be in [0, 1), got {decay!r}")
     return RunningMean(float(decay))
 
 

@@ -100,10 +100,9 @@ def _check_discrete(addr: tuple, d: Any) -> None:
 
 
 def _concrete(x: Any) -> np.ndarray | None:
-    try:
-        return np.asarray(x)
-    except Exception:  # a tracer: not known when the program is traced
+    if isinstance(x, jax.core.Tracer):  # not known when the program is traced
         return None
+    return np.asarray(x)
 
 
 def _static_candidates(addr: tuple, d: Any) -> np.ndarray:

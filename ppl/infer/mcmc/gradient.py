@@ -21,6 +21,7 @@ import blackjax
 import jax.numpy as jnp
 
 from ppl.core.selection import as_selection
+from ppl.errors import ArgumentValueError
 from ppl.infer.mcmc.kernel import MCMCKernel, make_info, memoized
 from ppl.infer.mcmc.space import flat_space, unvalidated
 
@@ -66,7 +67,7 @@ def _inverse_mass(inverse_mass_matrix: Any, size: int) -> Any:
         return jnp.ones(size)
     imm = jnp.asarray(inverse_mass_matrix)
     if imm.shape not in ((size,), (size, size)):
-        raise ValueError(
+        raise ArgumentValueError(
             f"inverse_mass_matrix has shape {imm.shape}; the selected choices have {size} unconstrained "
             f"dimensions, so it must have shape ({size},) (diagonal) or ({size}, {size}) (dense)"
         )

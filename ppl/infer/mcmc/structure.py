@@ -25,7 +25,7 @@ from ppl.core import (
 from ppl.core.address import format_address
 from ppl.core.generative_function import check_args
 from ppl.core.staging import combine, partition
-from ppl.errors import InferenceError, PPLError, SelectionError
+from ppl.errors import ConditionalChoiceError, InferenceError, PPLError, SelectionError
 
 
 class Problem(NamedTuple):
@@ -181,10 +181,6 @@ def require_latent(s: Structure, model: GenerativeFunction) -> None:
             f"{model.name} has no latent choices given these observations: every choice "
             f"({_names(s.observed)}) is observed, so there is nothing to sample"
         )
-
-
-class ConditionalChoiceError(InferenceError):
-    """A latent choice exists in some branches of a ``ppl.switch``/``ppl.cond``/``ppl.mixture`` only."""
 
 
 def require_fixed_dimension(s: Structure, model: GenerativeFunction, algorithm: str) -> None:

@@ -46,7 +46,7 @@ from ppl.core.generative_function import GenerativeFunction
 from ppl.core.primitive import describe, is_discrete, is_real_support
 from ppl.core.staging import combine, partition
 from ppl.core.unconstrained import from_unconstrained, unconstrained_init
-from ppl.errors import GuideError
+from ppl.errors import ArgumentError, GuideError
 
 
 @dataclass(frozen=True)
@@ -244,9 +244,9 @@ def latent_layout(
     that depends on other latent values, and for a model with no latents.
     """
     if not isinstance(model, GenerativeFunction):
-        raise TypeError(f"{kind}: expected a generative function (a @ppl.gen model), got {type(model).__name__}")
+        raise ArgumentError(f"{kind}: expected a generative function (a @ppl.gen model), got {type(model).__name__}")
     if not isinstance(args, tuple):
-        raise TypeError(f"{kind}: model args must be a tuple, got {type(args).__name__}")
+        raise ArgumentError(f"{kind}: model args must be a tuple, got {type(args).__name__}")
     obs = as_choicemap(observations)
     key = jax.random.key(0) if key is None else key
     k_init, k_run, k_init2 = jax.random.split(key, 3)
