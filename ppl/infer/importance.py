@@ -43,7 +43,7 @@ from ppl.core.generative_function import GenerativeFunction, check_key
 from ppl.core.staging import staged
 from ppl.errors import InferenceError, UnvisitedConstraintError
 from ppl.infer.particle_vmap import particle_vmap
-from ppl.infer.particles import ParticleCollection, check_weights
+from ppl.infer.particles import ObservedRecord, ParticleCollection, check_weights
 
 
 class NoLatentChoicesWarning(UserWarning):
@@ -183,6 +183,8 @@ def importance(
       A :class:`ParticleCollection` whose ``traces`` are model traces (observed
       values included) and ``log_weights`` the importance weights ``l_i``;
       ``log_marginal_likelihood()`` is ``log((1/N) sum_i exp(l_i))``.
+      ``observed`` records the observed choices (masks included), so the
+      collection can be moved on with :func:`ppl.infer.smc.extend`.
 
     Raises:
       UnvisitedConstraintError: an observation (or proposed choice) names an
@@ -202,14 +204,8 @@ def importance(
         + ("" if proposal is None else f" and that the proposal {proposal.name} proposes values the model allows")
         + "."
     )
-    return eqx_replace_weights(pc, check_weights(pc.log_weights, where, hint))
-
-
-def eqx_replace_weights(pc: ParticleCollection, log_weights: Any) -> ParticleCollection:
-    """``pc`` with its log weights replaced (after a check that may wrap them)."""
-    if log_weights is pc.log_weights:
-        return pc
-    return ParticleCollection(pc.traces, log_weights, pc.log_normalizer, pc.info)
+    log_weights = check_weights(pc.log_weights, where, hint)
+    return ParticleCollection(pc.traces, log_weights, pc.log_normalizer, pc.info, ObservedRecord().add(obs))
 
 
 __all__ = ["NoLatentChoicesWarning", "importance"]

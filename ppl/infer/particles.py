@@ -35,6 +35,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from ppl.core import context
+from ppl.core.address import Address, format_address, is_prefix, sort_key
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.trace import Trace
 from ppl.errors import DegenerateWeightsError
@@ -53,7 +54,7 @@ class ParticleCollection(eqx.Module):
       info: algorithm-specific diagnostics (a particle filter's per-step
         history, tempered SMC's temperatures), or ``None``.
       observed: which choices the target has observed so far (an
-        :class:`ppl.infer.smc.ObservedRecord`, kept by ``smc.init`` and
+        :class:`ObservedRecord`, filled by ``importance``, ``smc.init`` and
         ``smc.extend``), or ``None`` when unknown. ``smc.extend`` needs it to
         tell data it overwrites again from sampled values it overwrites.
     """
@@ -266,7 +267,64 @@ def _sample(pc: ParticleCollection, key: Any, n: int) -> ChoiceMap:
     return _take(pc.choices, resampling.multinomial(key, pc.log_weights, n))
 
 
+# ------------------------------------------------------- observed choices
+@jax.tree_util.register_pytree_node_class
+class ObservedRecord:
+    """The choices the particles' target has observed so far.
+
+    ``full`` (static) holds the addresses observed as a whole; ``masks``
+    the partly observed ones (``ppl.masked`` observations: a boolean mask per
+    address, true where observed, the OR over all steps so far). Everything
+    else in the traces was sampled (from the prior or a proposal).
+    ``smc.extend`` reads it to tell a value it overwrites with data that was
+    data already (no correction) from a sampled value (whose old density
+    enters the weight).
+    """
+
+    __slots__ = ("full", "masks")
+
+    def __init__(self, full: frozenset = frozenset(), masks: dict | None = None):
+        self.full = frozenset(full)
+        self.masks = dict(masks or {})
+
+    def tree_flatten(self):
+        keys = tuple(sorted(self.masks, key=sort_key))
+        return tuple(self.masks[k] for k in keys), (self.full, keys)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        full, keys = aux
+        return cls(full, dict(zip(keys, children)))
+
+    def add(self, observations: ChoiceMap) -> ObservedRecord:
+        """The record after also observing ``observations``."""
+        full, masks = set(self.full), dict(self.masks)
+        for a, _, m in observations.masked_items():
+            if a in full:
+                continue
+            if m is None:
+                full.add(a)
+                masks.pop(a, None)
+            else:
+                m = jnp.asarray(m, bool)
+                masks[a] = jnp.logical_or(masks[a], m) if a in masks else m
+        return ObservedRecord(frozenset(full), masks)
+
+    def mask_of(self, addr: Address) -> Any:
+        """``True`` (wholly observed), a boolean mask, or ``None`` (never observed) for ``addr``."""
+        if any(is_prefix(a, addr) for a in self.full):
+            return True
+        for a, m in self.masks.items():
+            if is_prefix(a, addr):
+                return m
+        return None
+
+    def __repr__(self) -> str:
+        return f"ObservedRecord(full={sorted(map(format_address, self.full))}, masked={list(map(format_address, self.masks))})"
+
+
 __all__ = [
+    "ObservedRecord",
     "ParticleCollection",
     "check_weights",
     "checked_collection",

@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl.core import context
-from ppl.core.address import Address, format_address, is_prefix, sort_key
+from ppl.core.address import Address, format_address
 from ppl.core.batching import batch, loop
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction, check_key
@@ -66,7 +66,7 @@ from ppl.infer.importance import (
     with_context,
 )
 from ppl.infer.particle_vmap import particle_vmap
-from ppl.infer.particles import ParticleCollection, check_weights, is_traced, runtime_check
+from ppl.infer.particles import ObservedRecord, ParticleCollection, check_weights, is_traced, runtime_check
 
 _CACHE = SimpleNamespace()  # owner of the compiled steps
 
@@ -84,61 +84,6 @@ def _replace(pc: ParticleCollection, **changes: Any) -> ParticleCollection:
 
 
 # ------------------------------------------------------- observed choices
-@jax.tree_util.register_pytree_node_class
-class ObservedRecord:
-    """The choices the particles' target has observed so far.
-
-    ``full`` (static) holds the addresses observed as a whole; ``masks``
-    the partly observed ones (``ppl.masked`` observations: a boolean mask per
-    address, true where observed, the OR over all steps so far). Everything
-    else in the traces was sampled (from the prior or a proposal).
-    ``smc.extend`` reads it to tell a value it overwrites with data that was
-    data already (no correction) from a sampled value (whose old density
-    enters the weight).
-    """
-
-    __slots__ = ("full", "masks")
-
-    def __init__(self, full: frozenset = frozenset(), masks: dict | None = None):
-        self.full = frozenset(full)
-        self.masks = dict(masks or {})
-
-    def tree_flatten(self):
-        keys = tuple(sorted(self.masks, key=sort_key))
-        return tuple(self.masks[k] for k in keys), (self.full, keys)
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        full, keys = aux
-        return cls(full, dict(zip(keys, children)))
-
-    def add(self, observations: ChoiceMap) -> ObservedRecord:
-        """The record after also observing ``observations``."""
-        full, masks = set(self.full), dict(self.masks)
-        for a, _, m in observations.masked_items():
-            if a in full:
-                continue
-            if m is None:
-                full.add(a)
-                masks.pop(a, None)
-            else:
-                m = jnp.asarray(m, bool)
-                masks[a] = jnp.logical_or(masks[a], m) if a in masks else m
-        return ObservedRecord(frozenset(full), masks)
-
-    def mask_of(self, addr: Address) -> Any:
-        """``True`` (wholly observed), a boolean mask, or ``None`` (never observed) for ``addr``."""
-        if any(is_prefix(a, addr) for a in self.full):
-            return True
-        for a, m in self.masks.items():
-            if is_prefix(a, addr):
-                return m
-        return None
-
-    def __repr__(self) -> str:
-        return f"ObservedRecord(full={sorted(map(format_address, self.full))}, masked={list(map(format_address, self.masks))})"
-
-
 def _sampled_discard(discard: ChoiceMap, observed: ObservedRecord) -> list[tuple[Address, Any]]:
     """``(address, mask)`` of the discarded values that were sampled, not observed (``mask`` True: all of it)."""
     out = []
@@ -193,11 +138,13 @@ def init(
 ) -> ParticleCollection:
     """The first SMC step: importance sampling (see :func:`ppl.infer.importance`).
 
-    The collection also records the observed choices (``pc.observed``), which
-    :func:`extend` needs to weight data that overwrite sampled values.
+    The collection also records the observed choices (``pc.observed``, filled
+    by :func:`~ppl.infer.importance`), which :func:`extend` needs to weight
+    data that overwrite sampled values.
     """
-    pc = importance(key, model, args, observations, particles=particles, proposal=proposal, proposal_args=proposal_args)
-    return _replace(pc, observed=ObservedRecord().add(as_observations(observations)))
+    return importance(
+        key, model, args, observations, particles=particles, proposal=proposal, proposal_args=proposal_args
+    )
 
 
 # ----------------------------------------------------------------- extend
@@ -228,8 +175,8 @@ def _extend(key, pc, args, obs, proposal, proposal_args):
             raise InferenceError(
                 f"{where}: the update overwrote or dropped the choices at "
                 f"{', '.join(format_address(a) for a in discard.addresses()[:6])}, and this ParticleCollection "
-                "does not record which choices were observed so far (it was not made by ppl.infer.smc.init / "
-                "smc.extend), so the weight cannot tell sampled values (whose density must be added back) "
+                "does not record which choices were observed so far (it was not made by ppl.infer.importance, "
+                "smc.init or smc.extend), so the weight cannot tell sampled values (whose density must be added back) "
                 "from data given again; start the run with smc.init"
             )
         sampled = _sampled_discard(discard, observed)
@@ -280,11 +227,13 @@ def extend(
     an observation of an address earlier targets left latent), the old value
     is proposed back by a backward kernel from its old conditional, so ``w``
     also gains its old log density (masked elements only). Data given again
-    (``pc.observed`` records what was observed, from :func:`init` on) adds
+    (``pc.observed`` records what was observed, from :func:`init` or
+    :func:`~ppl.infer.importance` on) adds
     nothing. Such values must be leaves (nothing else in the model depends
     on them, as for observations); otherwise their density cannot be scored
     alone and ``InferenceError`` is raised (at run time under ``jit``). A
-    collection without the record (not made by :func:`init`) raises when
+    collection without the record (not made by :func:`init`,
+    :func:`~ppl.infer.importance` or :func:`extend`) raises when
     ``update`` discards anything.
     """
     where = "ppl.infer.smc.extend"
