@@ -35,7 +35,11 @@ def _check_num(num_samples: Any) -> int:
 
 
 def sample_posterior(key: Any, guide: GenerativeFunction, guide_args: tuple, num_samples: int) -> Any:
-    """``num_samples`` independent draws from the guide: ``name -> array [num_samples, ...]``."""
+    """``num_samples`` independent draws from the guide: ``name -> array [num_samples, ...]``.
+
+    A guide choice made in some draws only (inside ``ppl.switch``/``ppl.mixture``)
+    comes with its presence mask in ``.masks`` (as :func:`ppl.infer.predictive` reports them).
+    """
     key = check_key(key, "ppl.vi.sample_posterior")
     num_samples = _check_num(num_samples)
     if not isinstance(guide, GenerativeFunction):
@@ -44,10 +48,10 @@ def sample_posterior(key: Any, guide: GenerativeFunction, guide_args: tuple, num
         raise PPLError(
             f"guide_args must be the tuple of the guide's arguments, e.g. (params,), got {type(guide_args).__name__}"
         )
-    from ppl.infer.mcmc.result import Samples, address_name
+    from ppl.infer.mcmc.result import samples_from
 
     draws = jax.vmap(lambda k: guide.simulate(k, guide_args).choices)(jax.random.split(key, num_samples))
-    return Samples({address_name(a): np.asarray(v) for a, v in draws.flat_dict().items()})
+    return samples_from(draws, (num_samples,))  # choices of some branches only: values and .masks
 
 
 def posterior_predictive(

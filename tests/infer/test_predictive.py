@@ -86,3 +86,108 @@ def test_predictive_errors(posterior) -> None:
         ppl.infer.predictive(jax.random.key(0), regression, (X,), {"y": np.zeros((10, 2))})
     with pytest.raises(InferenceError, match=r"num_samples must be an int in \[1, 4000\]"):
         ppl.infer.predictive(jax.random.key(0), regression, (X,), posterior, num_samples=5000)
+
+
+# ------------------------------------------- choices made in some branches only
+@ppl.gen
+def low():
+    return dist.Normal(-2.0, 1.0) @ "x"
+
+
+@ppl.gen
+def high():
+    return dist.Normal(2.0, 1.0) @ "x"
+
+
+@ppl.gen
+def other():
+    return dist.Normal(2.0, 1.0) @ "z"
+
+
+@ppl.gen
+def mixture_model():
+    x = ppl.mixture(low, high)(jnp.zeros(2)) @ "m"  # x ~ N(-2, 1) or N(2, 1), equal weights
+    dist.Normal(x, 1.0) @ "y"
+
+
+@ppl.gen
+def branch_specific():
+    i = dist.Bernoulli(0.5) @ "i"
+    x = ppl.switch(i, low, other)() @ "s"  # ("s", "x") when i = 0, ("s", "z") when i = 1
+    dist.Normal(x, 1.0) @ "y"
+
+
+def check_normal(draws: np.ndarray, mean: float, var: float) -> None:
+    # 4 standard errors: se(mean) = sd / sqrt(n), se(var) = var * sqrt(2 / n) (normal draws)
+    n = len(draws)
+    assert abs(draws.mean() - mean) <= 4 * np.sqrt(var / n), (draws.mean(), mean)
+    assert abs(draws.var() - var) <= 4 * var * np.sqrt(2 / n), (draws.var(), var)
+
+
+def test_prior_predictive_of_a_mixture() -> None:
+    n = 4000
+    pp = ppl.infer.predictive(jax.random.key(5), mixture_model, (), num_samples=n)
+    assert set(pp) == {"m/component", "m/value/x", "y"}
+    k, x = pp["m/component"], pp["m/value/x"]
+    assert k.shape == x.shape == pp["y"].shape == (n,)
+    # both components make ("m", "value", "x"): present in every draw
+    assert np.all(pp.masks.get("m/value/x", True))
+    assert abs(k.mean() - 0.5) <= 4 * np.sqrt(0.25 / n)
+    check_normal(x[k == 0], -2.0, 1.0)
+    check_normal(x[k == 1], 2.0, 1.0)
+    check_normal(pp["y"], 0.0, 4.0 + 1.0 + 1.0)  # Var y = Var E[x | k] + E Var[x | k] + 1
+
+
+def test_prior_predictive_of_a_switch_reports_which_draws_made_each_choice() -> None:
+    n = 4000
+    pp = ppl.infer.predictive(jax.random.key(6), branch_specific, (), num_samples=n)
+    i = pp["i"]
+    assert set(pp.masks) == {"s/x", "s/z"}
+    np.testing.assert_array_equal(pp.masks["s/x"], i == 0)
+    np.testing.assert_array_equal(pp.masks["s", "z"], i == 1)  # indexable by address too
+    # values where made, NaN where the other branch ran
+    assert np.all(np.isnan(pp["s/x"][i == 1])) and np.all(np.isnan(pp["s/z"][i == 0]))
+    check_normal(pp["s/x"][i == 0], -2.0, 1.0)
+    check_normal(pp["s/z"][i == 1], 2.0, 1.0)
+    check_normal(pp["y"][i == 0], -2.0, 2.0)
+    check_normal(pp["y"][i == 1], 2.0, 2.0)
+
+
+def test_posterior_predictive_of_a_mixture_from_exact_draws() -> None:
+    # closed form given y = 1: P(k = 1 | y) from N(y; -/+2, sqrt 2), x | k, y ~ N((mu_k + y) / 2, sqrt(1/2));
+    # posterior predictive y_new | y ~ mixture of N((mu_k + y) / 2, 1/2 + 1)
+    y, n = 1.0, 4000
+    lik = np.exp(-0.25 * (y - np.array([-2.0, 2.0])) ** 2)
+    p1 = lik[1] / lik.sum()
+    rng = np.random.default_rng(0)
+    k = (rng.uniform(size=n) < p1).astype(np.int32)
+    x = (np.where(k == 1, 2.0, -2.0) + y) / 2 + np.sqrt(0.5) * rng.normal(size=n)
+    draws = {"m/component": k, "m/value/x": x.astype(np.float32)}
+    pp = ppl.infer.predictive(jax.random.key(7), mixture_model, (), draws)
+    np.testing.assert_array_equal(pp["m/component"], k)  # latent draws kept
+    np.testing.assert_allclose(pp["m/value/x"], x, rtol=1e-6)
+    mean_x = p1 * (2.0 + y) / 2 + (1 - p1) * (-2.0 + y) / 2
+    var_x = 0.5 + p1 * (1 - p1) * 2.0**2
+    check_normal(pp["y"] - x, 0.0, 1.0)  # y_new | x ~ N(x, 1), exactly
+    assert abs(pp["y"].mean() - mean_x) <= 4 * np.sqrt((var_x + 1.0) / n)
+
+
+def test_posterior_predictive_takes_masked_draws_back() -> None:
+    # a predictive result with masks is a valid posterior: absent entries are no constraints, present ones kept
+    prior = ppl.infer.predictive(jax.random.key(8), branch_specific, (), num_samples=500)
+    again = ppl.infer.predictive(jax.random.key(9), branch_specific, (), prior)
+    np.testing.assert_array_equal(again["i"], prior["i"])
+    for name in ("s/x", "s/z"):
+        np.testing.assert_array_equal(again.masks[name], prior.masks[name])
+        present = prior.masks[name]
+        np.testing.assert_array_equal(again[name][present], prior[name][present])
+    # the same draws as a dict of ppl.masked values, subsampled
+    draws = {
+        "i": prior["i"],
+        "s/x": ppl.masked(np.nan_to_num(prior["s/x"]), prior.masks["s/x"]),
+        "s/z": ppl.masked(np.nan_to_num(prior["s/z"]), prior.masks["s/z"]),
+    }
+    sub = ppl.infer.predictive(jax.random.key(10), branch_specific, (), draws, num_samples=100)
+    assert sub["i"].shape == sub.masks["s/x"].shape == (100,)
+    np.testing.assert_array_equal(sub.masks["s/x"], sub["i"] == 0)
+    assert np.all(np.isin(sub["s/x"][sub["i"] == 0], prior["s/x"][prior["i"] == 0]))

@@ -12,7 +12,8 @@ from ppl.core import ChoiceMap, choices
 from ppl.core.address import normalize
 from ppl.diagnostics import format_summary, summary
 from ppl.diagnostics.arviz import to_inference_data
-from ppl.diagnostics.convergence import ConvergenceWarning, chain_disagreement, disagreement_message
+from ppl.diagnostics.convergence import chain_disagreement, disagreement_message
+from ppl.errors import AddressError, ConvergenceWarning, MissingDrawsError
 
 
 def address_name(addr: tuple) -> str:
@@ -20,21 +21,21 @@ def address_name(addr: tuple) -> str:
     return "/".join(str(c) for c in addr)
 
 
-class Samples(dict):
-    """``name -> array`` of draws; also indexable by address (``s['sub', 'z']`` is ``s['sub/z']``)."""
+class _ByAddress(dict):
+    """``name -> array``, also indexable by address (``d['sub', 'z']`` is ``d['sub/z']``)."""
 
     def _key(self, key: Any) -> Any:
         if isinstance(key, str) and dict.__contains__(self, key):
             return key
         try:
             return address_name(normalize(key))
-        except Exception:
+        except AddressError:  # not an address: looked up (and reported missing) as given
             return key
 
     def __getitem__(self, key: Any) -> Any:
         k = self._key(key)
         if not dict.__contains__(self, k):
-            raise KeyError(f"no draws for {key!r}; available: {', '.join(self) or '(none)'}")
+            raise MissingDrawsError(f"no draws for {key!r}; available: {', '.join(self) or '(none)'}")
         return dict.__getitem__(self, k)
 
     def __contains__(self, key: object) -> bool:
@@ -42,6 +43,49 @@ class Samples(dict):
 
     def get(self, key: Any, default: Any = None) -> Any:
         return dict.get(self, self._key(key), default)
+
+
+class Samples(_ByAddress):
+    """``name -> array`` of draws; also indexable by address (``s['sub', 'z']`` is ``s['sub/z']``).
+
+    ``masks``: for choices made in some draws only (inside ``ppl.switch``,
+    ``ppl.cond``, ``ppl.mixture``), ``name -> bool array`` (the draws' leading
+    axes, then the mask's own shape), true where the choice was made; the
+    values there are filled as :func:`fill_absent` says. Empty when every
+    entry is present in every draw.
+    """
+
+    def __init__(self, *args: Any, masks: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.masks = _ByAddress(masks or {})
+
+
+def fill_absent(value: Any, mask: Any) -> np.ndarray:
+    """``value`` where ``mask`` (a prefix of its shape) is true; NaN elsewhere (0 / False for integer and bool dtypes)."""
+    v = np.asarray(value)
+    m = np.asarray(mask, bool)
+    m = np.broadcast_to(m.reshape(m.shape + (1,) * (v.ndim - m.ndim)), v.shape)
+    fill = np.nan if np.issubdtype(v.dtype, np.inexact) else 0
+    return np.where(m, v, np.asarray(fill).astype(v.dtype))
+
+
+def samples_from(cm: ChoiceMap, batch: tuple, out: Samples | None = None) -> Samples:
+    """Add the entries of ``cm`` (leaves with one leading axis of ``prod(batch)`` draws) to ``out``, shaped ``batch + ...``.
+
+    Masked entries (choices made in some draws only) keep their masks in
+    ``out.masks`` and their values where present (:func:`fill_absent` elsewhere).
+    """
+    out = Samples() if out is None else out
+    for a, v, m in cm.masked_items():
+        name = address_name(a)
+        v = np.asarray(v).reshape((*batch, *np.shape(v)[1:]))
+        if m is None:
+            out[name] = v
+            continue
+        m = np.asarray(m, bool).reshape((*batch, *np.shape(m)[1:]))
+        out[name] = fill_absent(v, m)
+        out.masks[name] = m
+    return out
 
 
 # Fewer draws per chain than this: split R-hat is too noisy to say chains disagree at 1.01, no warning.
