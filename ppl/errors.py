@@ -29,6 +29,17 @@ class DuplicateAddressError(AddressError):
     """The same address was visited twice in one run of a generative function."""
 
 
+class MissingAddressError(AddressError, KeyError):
+    """A choice map or trace was indexed at an address it does not hold; the message lists those it has."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class MaskedEntriesError(AddressError, ValueError):
+    """A choice map with masked entries was read as if every entry were present (``flat_dict``)."""
+
+
 class UnvisitedConstraintError(AddressError):
     """A constraint or choice names an address the program never visits."""
 
@@ -57,7 +68,7 @@ class TracedControlFlowError(PPLError):
     """Python control flow (``if``/``while``/``bool``) on a traced random value."""
 
 
-class SelectionError(PPLError):
+class SelectionError(PPLError, TypeError):
     """A selection names addresses that cannot be used the way it was asked."""
 
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl.core.address import Address, format_address, is_prefix, normalize, sort_key
-from ppl.errors import AddressError
+from ppl.errors import AddressError, ArgumentError, MaskedEntriesError, MissingAddressError
 
 
 class Masked:
@@ -102,7 +102,7 @@ class ChoiceMap(Mapping):
         if isinstance(d, ChoiceMap):
             return d
         if not isinstance(d, Mapping):
-            raise TypeError(f"expected a dict or ChoiceMap of choices, got {type(d).__name__}")
+            raise ArgumentError(f"expected a dict or ChoiceMap of choices, got {type(d).__name__}")
         flat: dict[Address, Any] = {}
 
         def walk(prefix: Address, node: Mapping) -> None:
@@ -150,7 +150,7 @@ class ChoiceMap(Mapping):
             return self._values[a]
         sub = self.get_submap(a)
         if sub.is_empty():
-            raise KeyError(f"no choice at address {format_address(a)}; present: {self._address_summary()}")
+            raise MissingAddressError(f"no choice at address {format_address(a)}; present: {self._address_summary()}")
         return sub
 
     def __contains__(self, addr: object) -> bool:
@@ -290,7 +290,7 @@ class ChoiceMap(Mapping):
     def flat_dict(self) -> dict:
         """``{address_tuple: value}`` (masks dropped: use :meth:`masked_items`)."""
         if self._masks:
-            raise ValueError(
+            raise MaskedEntriesError(
                 "this choice map has masked entries at "
                 + ", ".join(format_address(a) for a in self._masks)
                 + "; use masked_items() to see the masks"
@@ -331,7 +331,7 @@ def as_choicemap(x: Any) -> ChoiceMap:
         return ChoiceMap.empty()
     if isinstance(x, Mapping):
         return ChoiceMap.from_dict(x)
-    raise TypeError(f"expected a ChoiceMap or dict of choices, got {type(x).__name__}")
+    raise ArgumentError(f"expected a ChoiceMap or dict of choices, got {type(x).__name__}")
 
 
 def combine_masks(a: Any, b: Any) -> Any:

@@ -169,7 +169,12 @@ class _Frame:
         import jax.numpy as jnp
 
         if name not in self.names:
-            raise KeyError(f"effect channel {name!r} is not open (open: {self.names})")
+            from ppl.errors import PPLError
+
+            raise PPLError(
+                f"effect channel {name!r} is not open (open: {self.names}); a handler emitted to a "
+                "channel it did not declare in its `channels`"
+            )
         if _trace_state() != self.trace_state:
             from ppl.core.address import format_address
             from ppl.errors import PPLError
@@ -211,8 +216,15 @@ def emit(name: str, value: Any) -> None:
     """
     stack = _get("frames")
     if not stack:
-        raise RuntimeError(f"emit({name!r}) with no effect collector open")
+        from ppl.errors import PPLError
+
+        raise PPLError(f"emit({name!r}) with no effect collector open (emit only from a site handler)")
     stack[-1].add(name, value)
+
+
+def collecting() -> bool:
+    """Whether an effect collector is open (somebody outside gathers emitted effects)."""
+    return bool(_get("frames"))
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from typing import Any
 import jax
 
 from ppl.core.address import Address, format_address, is_prefix, normalize, sort_key
+from ppl.errors import SelectionError
 
 
 @jax.tree_util.register_pytree_node_class
@@ -83,7 +84,7 @@ class Selection:
     def __or__(self, other: Selection) -> Selection:
         if not self.complemented and not other.complemented:
             return Selection(self.prefixes | other.prefixes)
-        raise TypeError("union of complemented selections is not supported; build the union first, then complement")
+        raise SelectionError("union of complemented selections is not supported; build the union first, then complement")
 
     def addresses(self) -> list[Address]:
         """The explicitly named prefixes (of the un-complemented set)."""
@@ -112,4 +113,4 @@ def as_selection(x: Any) -> Selection:
         return select(x)
     if isinstance(x, (list, set, frozenset)):
         return select(*x)
-    raise TypeError(f"expected a Selection (ppl.select(...)), got {type(x).__name__}")
+    raise SelectionError(f"expected a Selection (ppl.select(...)), got {type(x).__name__}")

@@ -23,6 +23,7 @@ from ppl.core.address import Address, format_address
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.selection import Selection, as_selection
 from ppl.core.staging import combine, partition
+from ppl.errors import MissingAddressError
 
 
 class Trace:
@@ -90,7 +91,7 @@ class Trace:
         det = self.deterministics
         if addr in det:
             return det[addr]
-        raise KeyError(f"no choice or deterministic value at {addr!r}; choices: {cm._address_summary()}")
+        raise MissingAddressError(f"no choice or deterministic value at {addr!r}; choices: {cm._address_summary()}")
 
     def with_gen_fn(self, gen_fn: Any) -> Trace:
         """A shallow copy whose generative function is ``gen_fn`` (``None``: detached)."""
@@ -217,7 +218,7 @@ class GenTrace(Trace):
         for k, t in zip(self.keys, self.subtraces):
             if k == a:
                 return t
-        raise KeyError(f"no call or choice at {format_address(a)}")
+        raise MissingAddressError(f"no call or choice at {format_address(a)}")
 
     @property
     def choices(self) -> ChoiceMap:

@@ -169,7 +169,7 @@ from ppl.core.batching import axes_of, batch, batch_size, loop
 from ppl.core.generative_function import GenerativeFunction, check_key
 from ppl.core.identity import FunctionTree
 from ppl.core.staging import combine, compiled, partition
-from ppl.errors import EstimatorError
+from ppl.errors import ArgumentError, EstimatorError
 from ppl.vi import matmul
 from ppl.vi.estimators import ENUM, REINFORCE, REPARAM, RerunRule, enum_rule, estimator_of, mvd_rule
 from ppl.vi.matmul import rank2_dots
@@ -399,11 +399,8 @@ class Expectation:
         f = _scalar(f, self.name)
         totals = frame.filled()
         foreign = {n: v for n, v in totals.items() if n not in CHANNELS}
-        if foreign:
-            try:
-                context.reemit(foreign)
-            except RuntimeError:
-                pass  # nobody outside collects these channels
+        if foreign and context.collecting():
+            context.reemit(foreign)  # channels of handlers outside this evaluation
         return f, totals
 
     def _reruns(self, site: _Site, key: Any, args: tuple, depth: int, n_sites: int) -> tuple[Any, dict]:
@@ -500,7 +497,7 @@ def expectation(fn: Callable[..., Any] | GenerativeFunction, *, name: str | None
 
         return Expectation(program, name or gf.name)
     if not callable(fn):
-        raise TypeError(f"ppl.vi.expectation needs a function fn(key, *args) or a generative function, got {fn!r}")
+        raise ArgumentError(f"ppl.vi.expectation needs a function fn(key, *args) or a generative function, got {fn!r}")
     return Expectation(fn, name)
 
 
