@@ -71,12 +71,13 @@ def path(addr: Address) -> Iterator[None]:
 @contextlib.contextmanager
 def fresh_path() -> Iterator[None]:
     """Run with an empty address path (a new top-level program)."""
-    old = list(_get("path"))
-    _state.path = []
+    stack = _get("path")
+    old = list(stack)
+    stack.clear()
     try:
         yield
     finally:
-        _state.path = old
+        stack[:] = old
 
 
 # ------------------------------------------------------------------ interceptors
@@ -97,12 +98,14 @@ def intercept(*objs: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def no_interceptors() -> Iterator[None]:
-    old = list(_get("interceptors"))
-    _state.interceptors = []
+    """Run with no site handlers installed (the stack is emptied and restored in place)."""
+    stack = _get("interceptors")
+    old = list(stack)
+    stack.clear()
     try:
         yield
     finally:
-        _state.interceptors = old
+        stack[:] = old
 
 
 # ------------------------------------------------------------------ staging flag

@@ -168,16 +168,8 @@ def _shape_trace(model: GenerativeFunction, obs: ChoiceMap, args: tuple) -> Any:
     reporting REINFORCE scores) must not see these sites; their reports
     would escape the ``eval_shape`` (and fail loudly).
     """
-    # The handlers are set aside *in place*: ``context.no_interceptors()`` restores
-    # a copy of the stack, so an enclosing ``context.intercept`` then pops its
-    # handler from the old list and the copy keeps it installed for good.
-    stack = context._get("interceptors")
-    saved = list(stack)
-    stack.clear()
-    try:
+    with context.no_interceptors():
         return jax.eval_shape(lambda k: model.generate(k, obs, args)[0], jax.random.key(0))
-    finally:
-        stack[:] = saved
 
 
 def find_scan(model: GenerativeFunction, args: tuple, obs: ChoiceMap, scan_address: Any) -> tuple[tuple, Scan, int]:
