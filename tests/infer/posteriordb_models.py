@@ -1,4 +1,4 @@
-"""The twelve posteriordb posteriors of ``tests/data/posteriordb`` written as ppl models.
+"""The posteriordb posteriors of ``tests/data/posteriordb`` written as ppl models.
 
 Each translation follows its ``model.stan`` line by line: the same priors
 (Stan's implicit flat priors as numpyro's ``ImproperUniform`` on the
@@ -159,6 +159,25 @@ def hmm_example(y):
     ppl.factor("forward", logsumexp(gamma_last))
 
 
+@ppl.gen
+def arma11(y):
+    mu = dist.Normal(0.0, 10.0) @ "mu"
+    phi = dist.Normal(0.0, 2.0) @ "phi"
+    theta = dist.Normal(0.0, 2.0) @ "theta"
+    sigma = dist.HalfCauchy(2.5) @ "sigma"
+    # nu[1] = mu + phi * mu (err[0] = 0); nu[t] = mu + phi * y[t-1] + theta * err[t-1]
+    err1 = y[0] - (mu + phi * mu)
+
+    def next_err(err_prev, yt):
+        y_prev, y_now = yt
+        e = y_now - (mu + phi * y_prev + theta * err_prev)
+        return e, e
+
+    _, rest = jax.lax.scan(next_err, err1, (y[:-1], y[1:]))
+    err = jnp.concatenate([err1[None], rest])
+    ppl.factor("err", jnp.sum(dist.Normal(0.0, sigma).log_prob(err)))  # Stan: err ~ normal(0, sigma)
+
+
 # ------------------------------------------------------------ data -> problem
 SLOW_MIXING = {"earnings-logearn_height", "kidiq-kidscore_momiq", "mesquite-logmesquite", "sblrc-blr"}
 
@@ -219,6 +238,8 @@ def setup(name: str) -> tuple:
         cols += [(age == a).astype(np.float64) for a in (2, 3, 4)]
         cols += [_f(d["educ1"]), _f(d["gender"]), _f(d["income"])]
         return nes, (arr(np.stack(cols, axis=1)),), {"partyid7": arr(d["partyid7"])}, opts
+    if name == "arma-arma11":
+        return arma11, (arr(d["y"]),), {}, opts
     if name == "hmm_example-hmm_example":
         return hmm_example, (arr(d["y"]),), {}, opts
     raise KeyError(name)

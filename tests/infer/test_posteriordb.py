@@ -67,3 +67,28 @@ def test_posteriordb_nuts_matches_reference(name: str) -> None:
     assert not failures, f"{name}: " + "; ".join(failures)
     # A correct sampler on these posteriors diverges rarely if at all (eight schools: a few at 0.8).
     assert result.num_divergences <= 10, f"{name}: {result.num_divergences} divergent transitions"
+
+
+@pytest.mark.parametrize("seed", [14, 45])
+def test_arma11_default_init_matches_reference_means(seed: int) -> None:
+    """arma11 with the default (multi-start) initialisation: every chain in the main mode.
+
+    With Stan's uniform(-2, 2) rule alone (``init="uniform"``), seeds 14 and
+    45 each leave one chain of four in the region where the MA recursion
+    explodes (|theta| > 1: a log density of -1e20 and worse that NUTS does
+    not leave), and the pooled means miss the reference by 9-50 z-scores
+    (docs/benchmarks.md, "arma11: multi-start initialisation").
+    """
+    name = "arma-arma11"
+    model, args, observations, options = P.setup(name)
+    _, ref = P.load(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ppl.infer.DivergenceWarning)
+        result = ppl.infer.nuts(jax.random.key(seed), model, args, observations, progress_bar=False, **options)
+    draws = P.reference_draws(result.samples, ref)
+    for pname, x in draws.items():
+        p = ref["parameters"][pname]
+        # every chain near the reference mean (a stuck chain sits tens of sds away)
+        assert np.all(np.abs(x.mean(axis=1) - p["mean"]) < 6 * p["sd"]), (pname, x.mean(axis=1), p["mean"])
+        z_mean, _ = z_scores(x, p)
+        assert abs(z_mean) <= 4, (pname, z_mean)

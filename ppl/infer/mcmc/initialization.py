@@ -9,6 +9,23 @@ chain whose log density or gradient is not finite is redrawn, up to
 point raises :class:`ppl.errors.InitializationError` naming the choices with
 a non-finite density (or gradient). Starting points come from small
 separate programs, so such a model fails before the sampler is compiled.
+
+**Multi-start (the default for the gradient runners without ``init``).**
+Stan's rule alone can leave a chain in a minor mode that warm-up never
+leaves (posteriordb's arma11: chains started with ``|theta| > 1`` settle
+where the MA recursion explodes). So the runners draw ``max(16, 4 *
+num_chains)`` candidates with Stan's rule, run ``OPT_STEPS`` L-BFGS steps
+(``optax.lbfgs``, zoom line search) on ``-log pi(z)`` in unconstrained
+space from each, all candidates in one vectorised program, and discard the
+candidates whose best log density is more than ``LOG_DENSITY_GAP`` nats
+below the best candidate's. Each chain then starts from a different kept
+candidate (in random order, reused if fewer are kept than chains), not at
+its optimum but at the first point of its optimisation path whose log
+density is within ``D / 2 + 1`` nats of that optimum (``D`` the number of
+unconstrained dimensions: a typical posterior draw lies about ``D / 2``
+nats below the mode), so the starts are spread at the posterior's own
+scale inside the highest mode's basin. ``init="uniform"`` keeps Stan's
+rule alone; user-given ``init`` values are used as given.
 """
 
 from __future__ import annotations
@@ -20,6 +37,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.flatten_util import ravel_pytree
 
 from ppl.core import (
@@ -38,6 +56,13 @@ from ppl.infer.mcmc.space import FlatSpace, space_from_shapes, values_only
 from ppl.infer.mcmc.structure import Problem, Structure
 
 MAX_INIT_TRIES = 100
+OPT_STEPS = 100  # L-BFGS steps per multi-start candidate
+MAX_LINESEARCH_STEPS = 8  # per L-BFGS step (optax's default, 20, is mostly spent on hopeless candidates)
+LOG_DENSITY_GAP = 10.0  # candidates this many nats below the best one are discarded
+
+
+def num_candidates(num_chains: int) -> int:
+    return max(16, 4 * num_chains)
 
 
 def _shapes_map(entries: tuple) -> ChoiceMap:
@@ -188,8 +213,99 @@ def _start_program(
     return jax.vmap(start)(jax.random.split(key, num_chains), zu)
 
 
-def find_starts(problem: Problem, s: Structure, num_chains: int, key: Any, z_user: Any, mask: Any) -> tuple[Any, Any]:
-    """Stan's retries: redraw the chains whose start is not finite, at most MAX_INIT_TRIES times."""
+def _optimise(logdensity: Any, z0: Any, threshold: Any) -> tuple[Any, Any, Any]:
+    """``OPT_STEPS`` L-BFGS steps on ``-logdensity`` from ``z0``.
+
+    Returns the best finite point and its log density, and the first point
+    of the path whose log density is at least ``threshold`` (``z0`` if none).
+    """
+    opt = optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=MAX_LINESEARCH_STEPS))
+
+    def loss(z: Any) -> Any:
+        return -logdensity(z)
+
+    value_and_grad = optax.value_and_grad_from_state(loss)
+    ld0 = logdensity(z0)
+
+    def body(carry: tuple, _: Any) -> tuple:
+        z, st, best_z, best_ld, hit_z, hit = carry
+        v, g = value_and_grad(z, state=st)
+        upd, st = opt.update(g, st, z, value=v, grad=g, value_fn=loss)
+        z = optax.apply_updates(z, upd)
+        ld = logdensity(z)
+        good = jnp.isfinite(ld) & jnp.all(jnp.isfinite(z))
+        better = good & (ld > best_ld)
+        best_z = jnp.where(better, z, best_z)
+        best_ld = jnp.where(better, ld, best_ld)
+        new_hit = good & ~hit & (ld >= threshold)
+        hit_z = jnp.where(new_hit, z, hit_z)
+        return (z, st, best_z, best_ld, hit_z, hit | new_hit), None
+
+    hit0 = ld0 >= threshold
+    carry = (z0, opt.init(z0), z0, ld0, z0, hit0)
+    (_, _, best_z, best_ld, hit_z, _), _ = jax.lax.scan(body, carry, None, length=OPT_STEPS)
+    return best_z, best_ld, hit_z
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _multistart_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, candidates: Any) -> tuple[Any, Any, Any]:
+    """Optimise every candidate (vectorised), keep the highest mode, pick one start per chain."""
+    model, spec, s, num_chains = static
+    args = Problem(model, spec, (), obs).args(dyn)
+    space = flat_space(s)
+
+    def logdensity(z: Any) -> Any:
+        return unconstrained_log_density(model, space.unravel(z), args, obs)
+
+    z0 = candidates.position
+    never = jnp.full(z0.shape[0], jnp.inf, z0.dtype)
+    optimise = jax.vmap(partial(_optimise, logdensity))
+    _, ld_opt, _ = optimise(z0, never)
+    ld_opt = jnp.where(jnp.isfinite(ld_opt), ld_opt, -jnp.inf)
+    # second pass (the same deterministic paths): the first point within D/2 + 1 nats of each optimum
+    band = ld_opt - (space.size / 2.0 + 1.0)
+    _, _, z_band = optimise(z0, band)
+    best = jnp.max(ld_opt)
+    keep = jnp.isfinite(ld_opt) & (ld_opt >= best - LOG_DENSITY_GAP)
+    order = jnp.argsort(-jnp.where(keep, jax.random.uniform(key, ld_opt.shape), -1.0))
+    n_keep = jnp.maximum(jnp.sum(keep), 1)
+    chosen = order[jnp.arange(num_chains) % n_keep]
+    z = z_band[chosen]
+    ld, g = jax.vmap(jax.value_and_grad(logdensity))(z)
+    ok = jnp.isfinite(ld) & jnp.all(jnp.isfinite(g), axis=-1)
+    return blackjax.mcmc.hmc.HMCState(z, ld, g), ok, (ld_opt, keep)
+
+
+def multistart(problem: Problem, s: Structure, num_chains: int, key: Any) -> tuple[Any, Any, Any]:
+    """Chain starts in the highest-density mode found from ``num_candidates`` Stan draws (module docstring).
+
+    Returns ``(states, ok, (candidate_log_densities, kept))``.
+    """
+    k_cand, k_pick = jax.random.split(key)
+    candidates, ok = find_starts(problem, s, num_candidates(num_chains), k_cand, None, None, multi=False)
+    if not ok.all():  # the candidates that never found a finite point: copies of one that did
+        good = np.flatnonzero(ok)
+        if good.size == 0:
+            return candidates, ok, None
+        fill = np.where(ok, np.arange(ok.size), good[np.arange(ok.size) % good.size])
+        candidates = jax.tree_util.tree_map(lambda x: x[fill], candidates)
+    static = (problem.model, problem.spec, s, num_chains)
+    states, ok, info = _multistart_program(static, k_pick, problem.dyn, problem.observations, candidates)
+    return states, np.asarray(ok), info
+
+
+def find_starts(
+    problem: Problem, s: Structure, num_chains: int, key: Any, z_user: Any, mask: Any, multi: bool = False
+) -> tuple[Any, Any]:
+    """Stan's retries: redraw the chains whose start is not finite, at most MAX_INIT_TRIES times.
+
+    ``multi``: without user values, start from :func:`multistart` instead
+    (falling back to Stan's rule for the chains where it finds no finite point).
+    """
+    if multi and z_user is None:
+        states, ok, _ = multistart(problem, s, num_chains, key)
+        if ok.all():
+            return states, ok
     static = (problem.model, problem.spec, s, num_chains)
     states, ok = _start_program(static, key, 0, problem.dyn, problem.observations, z_user, mask)
     ok = np.asarray(ok)

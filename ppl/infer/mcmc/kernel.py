@@ -25,10 +25,41 @@ import jax.numpy as jnp
 
 
 class MCMCKernel(NamedTuple):
-    """A transition kernel: ``init(trace) -> state``, ``step(key, state) -> (state, info)``."""
+    """A transition kernel: ``init(trace) -> state``, ``step(key, state) -> (state, info)``.
+
+    ``tuning`` is ``None`` for a kernel whose parameters are fixed, or a
+    :class:`Tuning` for one with parameters adapted during warm-up (a
+    gradient kernel built without a step size, or a combinator holding
+    one): ``ppl.infer.run_mcmc`` then steps it through ``tuning.step`` with
+    the current parameters.
+    """
 
     init: Callable[[Any], Any]
     step: Callable[[Any, Any], tuple[Any, MCMCInfo]]
+    tuning: Tuning | None = None
+
+
+class Tuning(NamedTuple):
+    """How warm-up adapts a kernel's parameters (a pytree ``params``), one chain at a time.
+
+    * ``step(key, state, params) -> (state, info, feedback)``: a transition
+      with the given parameters (the lower tier) and what adaptation needs
+      from it (for a gradient kernel: the new position, the acceptance
+      rate, whether it ran);
+    * ``start(key, state) -> a``: the adaptation state at the first state;
+    * ``params(a)``: the parameters to use now;
+    * ``update(a, is_slow, is_window_end, feedback) -> a``: after a step;
+    * ``final(a)``: the parameters to sample with after warm-up.
+
+    Combinators hold a tuple with one entry per kernel (``None`` for fixed
+    kernels).
+    """
+
+    step: Callable[[Any, Any, Any], tuple[Any, Any, Any]]
+    start: Callable[[Any, Any], Any]
+    params: Callable[[Any], Any]
+    update: Callable[[Any, Any, Any, Any], Any]
+    final: Callable[[Any], Any]
 
 
 class MCMCInfo(NamedTuple):

@@ -7,15 +7,25 @@ is compiled once). Programs are ``jax.jit`` functions whose static key holds
 the model, the arguments' static structure and the run's settings, so a
 second call with equal shapes (new data of the same shape, a new key, with
 or without a progress bar) reuses the compiled code. Starting points come
-first, from a small separate program (:mod:`ppl.infer.mcmc.initialization`:
-Stan's uniform(-2, 2) rule or the user's ``init``, with retries).
+first, from small separate programs (:mod:`ppl.infer.mcmc.initialization`:
+a multi-start L-BFGS from Stan's uniform(-2, 2) draws keeping the
+highest-density mode, Stan's rule alone with ``init="uniform"``, or the
+user's ``init``, with retries).
 
 Gradient runners (``nuts``, ``hmc``, ``mala``) adapt the step size (dual
 averaging towards ``target_accept``) and a diagonal or dense inverse mass
 matrix in Stan's windows during ``num_warmup`` iterations
-(:mod:`ppl.infer.mcmc.adaptation`), per chain. ``mala`` is HMC with one
-leapfrog step, which is exactly MALA preconditioned by the mass matrix
-(Langevin step ``eps**2 / 2``); its default target acceptance is 0.574.
+(:mod:`ppl.infer.mcmc.adaptation`), per chain. ``mala`` is MALA preconditioned by the mass
+matrix, with BlackJAX's step-size convention (``eps`` is the Langevin time
+step: ``z' ~ N(z + eps M^{-1} grad, 2 eps M^{-1})``, see
+:mod:`ppl.infer.mcmc.gradient`; ``result.step_size`` is that ``eps``); its
+default target acceptance is 0.574. All three step through the lower tier
+of :mod:`ppl.infer.mcmc.gradient` on the model's flat unconstrained vector.
+
+``run_mcmc`` runs any kernel; tunable kernels (gradient kernels built
+without a ``step_size``, alone or inside ``cycle``/``mixture``/``repeat``,
+e.g. ``cycle(nuts(select("mu")), gibbs("k"))``) are adapted in the same
+Stan windows during warm-up.
 """
 
 from __future__ import annotations
@@ -24,7 +34,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
-import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,10 +46,11 @@ from ppl.core import (
     unconstrained_log_density,
 )
 from ppl.core.generative_function import check_key
-from ppl.errors import ArgumentValueError, PPLError
+from ppl.errors import PPLError
 from ppl.infer.mcmc import progress
-from ppl.infer.mcmc.adaptation import initial_step_size, schedule, window_adaptation
+from ppl.infer.mcmc.adaptation import schedule, window_adaptation
 from ppl.infer.mcmc.combinators import cycle
+from ppl.infer.mcmc.gradient import GradientParams, flat_step, initial_step_size
 from ppl.infer.mcmc.initialization import (
     find_starts,
     flat_space,
@@ -96,48 +106,33 @@ class KernelConfig(NamedTuple):
 def _check_counts(num_warmup: Any, num_samples: Any, num_chains: Any) -> None:
     for name, v, low in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1), ("num_chains", num_chains, 1)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
-            raise ArgumentValueError(f"{name} must be an int >= {low}, got {v!r}")
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
 
 
 # ------------------------------------------------------ the programs
 def _transition(cfg: GradientConfig, logdensity: Callable) -> Callable:
-    """``(key, state, step_size, inverse_mass_matrix) -> (state, stats)`` from BlackJAX."""
-    if cfg.algorithm == "nuts":
-        kernel = blackjax.nuts.build_kernel()
+    """``(key, state, step_size, inverse_mass_matrix) -> (state, stats)``: the lower tier on the model's flat vector."""
+    if cfg.algorithm == "hmc":
+        # Static HMC with a jittered number of leapfrog steps (see gradient.flat_step).
+        step = flat_step("hmc", num_steps=cfg.num_steps, jitter_steps=True)
+    else:
+        step = flat_step(cfg.algorithm, max_tree_depth=cfg.max_tree_depth)
 
-        def nuts_step(key: Any, s: Any, eps: Any, imm: Any) -> tuple[Any, dict]:
-            new, info = kernel(key, s, logdensity, eps, imm, max_num_doublings=cfg.max_tree_depth)
-            return new, {
-                "diverging": info.is_divergent,
-                "acceptance_rate": info.acceptance_rate,
-                "n_steps": info.num_integration_steps,
-                "tree_depth": info.num_trajectory_expansions,
-                "energy": info.energy,
-            }
-
-        return nuts_step
-    kernel = blackjax.hmc.build_kernel()
-    # Static HMC: the number of leapfrog steps is drawn uniformly from
-    # [L/2, 3L/2] (mean L) at every transition. A fixed trajectory length can
-    # be nearly periodic for near-Gaussian targets (the chain then returns
-    # close to where it started); a random one, chosen independently of the
-    # state, keeps every transition reversible and breaks the resonance.
-    low = max(1, (cfg.num_steps + 1) // 2)
-    high = max(low, (3 * cfg.num_steps) // 2)
-
-    def hmc_step(key: Any, s: Any, eps: Any, imm: Any) -> tuple[Any, dict]:
-        k_len, key = jax.random.split(key)
-        n = jax.random.randint(k_len, (), low, high + 1) if high > low else low
-        new, info = kernel(key, s, logdensity, eps, imm, n)
-        return new, {
+    def transition(key: Any, s: Any, eps: Any, imm: Any) -> tuple[Any, dict]:
+        new, info = step(key, s, logdensity, eps, imm)
+        stats = {
             "diverging": info.is_divergent,
             "acceptance_rate": info.acceptance_rate,
-            "n_steps": jnp.asarray(info.num_integration_steps, jnp.int32),
-            "accepted": info.is_accepted,
+            "n_steps": info.num_steps,
             "energy": info.energy,
         }
+        if cfg.algorithm == "nuts":
+            stats["tree_depth"] = info.tree_depth
+        else:
+            stats["accepted"] = info.accepted
+        return new, stats
 
-    return hmc_step
+    return transition
 
 
 @partial(jax.jit, static_argnums=(0,))
@@ -155,7 +150,9 @@ def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, states:
     transition = _transition(cfg, logdensity)
     k_eps, k_run = jax.random.split(key)
     identity = jnp.eye(space.size, dtype=dtype) if cfg.dense_mass else jnp.ones(space.size, dtype)
-    eps0 = jax.vmap(lambda k, st: initial_step_size(k, st, logdensity, identity))(jax.random.split(k_eps, C), states)
+    eps0 = jax.vmap(lambda k, st: initial_step_size(k, st, logdensity, identity, cfg.algorithm))(
+        jax.random.split(k_eps, C), states
+    )
 
     # -- warm-up (Stan's windows, per chain) and sampling in one scan, so the
     # kernel is traced and compiled once: iterations i < W use and adapt the
@@ -254,7 +251,7 @@ def _gradient_run(
     key = check_key(key, f"ppl.infer.{algorithm}")
     _check_counts(num_warmup, num_samples, num_chains)
     if not 0.0 < float(target_accept) < 1.0:
-        raise ArgumentValueError(f"ppl.infer.{algorithm}: target_accept must be in (0, 1), got {target_accept!r}")
+        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
     problem = make_problem(model, args, observations)
     s = structure(problem)
     require_continuous(s, problem.model, algorithm)
@@ -272,7 +269,13 @@ def _gradient_run(
         show,
     )
     k_user, k_init, k_run = jax.random.split(key, 3)
-    init_cm = init_values(problem, s, init, cfg.num_chains)
+    uniform_only = isinstance(init, str) and init == "uniform"
+    if isinstance(init, str) and not uniform_only:
+        raise ValueError(
+            f"ppl.infer.{algorithm}: init must be None (multi-start), 'uniform' (Stan's rule) or initial values, "
+            f"got {init!r}"
+        )
+    init_cm = init_values(problem, s, None if uniform_only else init, cfg.num_chains)
     z_user = mask = None
     if init_cm is not None:
         z_user = user_positions(
@@ -280,7 +283,7 @@ def _gradient_run(
         )
         mask = user_mask(s, init_cm)
     with unvalidated():
-        states, ok = find_starts(problem, s, cfg.num_chains, k_init, z_user, mask)
+        states, ok = find_starts(problem, s, cfg.num_chains, k_init, z_user, mask, multi=not uniform_only)
     if not ok.all():
         raise init_error(problem, s, ok, np.asarray(states.position), init_cm is not None)
     static = (problem.model, problem.spec, s, cfg)
@@ -332,8 +335,11 @@ def nuts(
     trajectories stop at ``2**max_tree_depth`` leapfrog steps. Every latent
     choice must be continuous. ``init``: optional constrained starting
     values (a ``ChoiceMap`` or dict; a leading axis of length ``num_chains``
-    gives one value per chain). ``progress_bar``: ``None`` shows progress
-    only on an interactive terminal.
+    gives one value per chain); without it chains start in the
+    highest-density mode found by a short multi-start L-BFGS from Stan's
+    uniform(-2, 2) draws (:mod:`ppl.infer.mcmc.initialization`), and
+    ``init="uniform"`` keeps Stan's rule alone (also for ``hmc``/``mala``).
+    ``progress_bar``: ``None`` shows progress only on an interactive terminal.
 
     Returns an :class:`MCMCResult`; divergent transitions after warm-up
     raise a :class:`DivergenceWarning`.
@@ -378,7 +384,7 @@ def hmc(
     be periodic on near-Gaussian targets). Warm-up as for :func:`nuts`.
     """
     if not isinstance(num_steps, int) or num_steps < 1:
-        raise ArgumentValueError(f"ppl.infer.hmc: num_steps must be a positive int, got {num_steps!r}")
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     return _gradient_run(
         "hmc",
         key,
@@ -411,11 +417,12 @@ def mala(
     dense_mass: bool = False,
     progress_bar: bool | None = None,
 ) -> MCMCResult:
-    """Sample with preconditioned MALA (HMC with one leapfrog step; see the module docstring).
+    """Sample with preconditioned MALA (see the module docstring).
 
-    The proposal is ``z' = z + (eps**2 / 2) M^{-1} grad log pi(z) + eps M^{-1/2} xi``;
+    The proposal is ``z' = z + eps M^{-1} grad log pi(z) + sqrt(2 eps) M^{-1/2} xi``
+    (BlackJAX's convention: ``eps`` is the Langevin time step);
     warm-up adapts ``eps`` towards ``target_accept`` (0.574, optimal for MALA)
-    and the inverse mass matrix ``M^{-1}``.
+    and the inverse mass matrix ``M^{-1}``; ``result.step_size`` is ``eps``.
     """
     return _gradient_run(
         "mala",
@@ -430,7 +437,7 @@ def mala(
         target_accept=target_accept,
         dense_mass=dense_mass,
         max_tree_depth=0,
-        num_steps=1,
+        num_steps=0,
         progress_bar=progress_bar,
     )
 
@@ -438,16 +445,21 @@ def mala(
 # ------------------------------------------------------ any kernel
 @partial(jax.jit, static_argnums=(0,))
 def _kernel_program(static: tuple, key: Any, traces: Any) -> dict:
-    """``num_warmup + num_samples`` steps of every chain in one scan; draws after warm-up."""
+    """``num_warmup + num_samples`` steps of every chain in one scan; draws after warm-up.
+
+    A tunable kernel (``kernel.tuning``) is stepped with the parameters of
+    its adaptation state during warm-up (Stan's windows, per chain) and with
+    the final ones afterwards.
+    """
     s, kernel, cfg = static
     C, W, S = cfg.num_chains, cfg.num_warmup, cfg.num_samples
     latent = Selection(frozenset(s.latent))
     total = W + S
+    tuning = kernel.tuning
+    slow, end = schedule(W)
+    pad = np.zeros(S, bool)
 
-    def iteration(st: Any, xs: tuple) -> tuple:
-        i, k = xs
-        progress.tick(i, total, cfg.progress)
-        st, info = jax.vmap(kernel.step)(jax.random.split(k, C), st)
+    def record(st: Any, info: Any) -> tuple:
         tr = st.trace
         stats = {
             "diverging": info.is_divergent,
@@ -458,10 +470,43 @@ def _kernel_program(static: tuple, key: Any, traces: Any) -> dict:
         }
         cm = tr.choices
         present = tuple(jnp.all(cm.mask(a).reshape(C, -1), axis=1) for a in s.masked)
-        return st, (cm.filter(latent), tr.deterministics, stats, present)
+        return cm.filter(latent), tr.deterministics, stats, present
 
+    def iteration(carry: tuple, xs: tuple) -> tuple:
+        st, a, fixed = carry
+        i, k, is_slow, is_end = xs
+        progress.tick(i, total, cfg.progress)
+        keys = jax.random.split(k, C)
+        if tuning is None:
+            st, info = jax.vmap(kernel.step)(keys, st)
+            return (st, a, fixed), (*record(st, info), ())
+        warming = i < W
+        params = jax.tree_util.tree_map(lambda w, f: jnp.where(warming, w, f), jax.vmap(tuning.params)(a), fixed)
+        st, info, feedback = jax.vmap(tuning.step)(keys, st, params)
+
+        def adapt(c: tuple) -> tuple:
+            a, fixed = c
+            a = jax.vmap(tuning.update, in_axes=(0, None, None, 0))(a, is_slow, is_end, feedback)
+            final = jax.vmap(tuning.final)(a)
+            return a, jax.tree_util.tree_map(lambda f, p: jnp.where(i == W - 1, f, p), final, fixed)
+
+        a, fixed = jax.lax.cond(warming, adapt, lambda c: c, (a, fixed))
+        return (st, a, fixed), (*record(st, info), _step_sizes(params))
+
+    k_start, k_run = jax.random.split(key)
     states = jax.vmap(kernel.init)(traces)
-    _, (lat, det, stats, present) = jax.lax.scan(iteration, states, (jnp.arange(total), jax.random.split(key, total)))
+    if tuning is None:
+        a = fixed = ()
+    else:
+        a = jax.vmap(tuning.start)(jax.random.split(k_start, C), states)
+        fixed = jax.vmap(tuning.params)(a)  # used when there is no warm-up
+    xs = (
+        jnp.arange(total),
+        jax.random.split(k_run, total),
+        jnp.asarray(np.concatenate([slow, pad])),
+        jnp.asarray(np.concatenate([end, pad])),
+    )
+    (_, _, fixed), (lat, det, stats, present, eps) = jax.lax.scan(iteration, (states, a, fixed), xs)
 
     def after_warmup(x: Any) -> Any:
         return jnp.swapaxes(x[W:], 0, 1)
@@ -472,7 +517,24 @@ def _kernel_program(static: tuple, key: Any, traces: Any) -> dict:
         "stats": {k: after_warmup(v) for k, v in stats.items()},
         # per masked latent address: present in every draw of every chain (warm-up included)
         "present": tuple(jnp.all(p) for p in present),
+        "params": _leaf_params(fixed),
+        "warmup_step_size": tuple(jnp.swapaxes(e[:W], 0, 1) for e in eps),
     }
+
+
+def _leaf_params(params: Any) -> tuple:
+    """Every tunable gradient kernel's ``(step_size, inverse_mass_matrix)``, in kernel order."""
+    if params is None:
+        return ()
+    if isinstance(params, GradientParams):
+        return (params,)
+    if isinstance(params, tuple):
+        return tuple(p for x in params for p in _leaf_params(x))
+    return ()
+
+
+def _step_sizes(params: Any) -> tuple:
+    return tuple(p[0] for p in _leaf_params(params))
 
 
 def run_mcmc(
@@ -493,7 +555,16 @@ def run_mcmc(
 
     ``kernel`` is an :class:`MCMCKernel` or a builder called with the
     selection of the model's latent choices (``lambda latent: nuts(latent,
-    0.1)``). No adaptation: the kernel's parameters are used as given.
+    0.1)``). Parameters given to a kernel are used as given; gradient
+    kernels built without a ``step_size`` (``cycle(nuts(select("mu")),
+    gibbs("k"))``) are adapted during warm-up: the step size by dual
+    averaging towards the kernel's ``target_accept``, and (unless the kernel
+    was given one) the inverse mass matrix, in Stan's windows, per chain.
+    Then ``result.adapted`` lists each adapted kernel's final
+    ``(step_size [chain], inverse_mass_matrix [chain, ...])`` in kernel
+    order, ``result.warmup_stats["step_size"]`` holds the first one's step
+    size per warm-up iteration, and with one adapted kernel
+    ``result.step_size`` / ``result.inverse_mass_matrix`` are its values.
     Initial traces: Stan-style uniform(-2, 2) for continuous latent choices,
     prior draws for discrete ones, ``init`` values where given. Reuse the
     same kernel object to reuse the compiled program.
@@ -542,6 +613,12 @@ def run_mcmc(
         latent=s.latent,
         deterministic=s.deterministic,
     )
+    adapted = [GradientParams(np.asarray(p.step_size), np.asarray(p.inverse_mass_matrix)) for p in out["params"]]
+    result.adapted = adapted
+    if out["warmup_step_size"]:
+        result.warmup_stats = {"step_size": np.asarray(out["warmup_step_size"][0])}
+    if len(adapted) == 1:
+        result.step_size, result.inverse_mass_matrix = adapted[0]
     check_draws(result)
     return result
 
