@@ -250,6 +250,47 @@ def test_fivo_agrees_with_the_particle_filter(resampling_gradient):
     assert_unbiased(g, exact, "FIVO gradient")
 
 
+# ============================================================ row 3: tempered SMC
+Y3 = jnp.array([0.3, 0.5, 0.1])
+
+
+@ppl.gen
+def tempered_model(m0):
+    mu = dist.Normal(m0, 1.0) @ "mu"
+    return dist.Normal(mu, 0.5).expand([3]).to_event(1) @ "y"
+
+
+def tempered_log_z(m0):
+    """Exact log evidence: y ~ N(m0 1, 0.25 I + 1 1^T)."""
+    cov = 0.25 * jnp.eye(3) + jnp.ones((3, 3))
+    return jax.scipy.stats.multivariate_normal.logpdf(Y3, m0 * jnp.ones(3), cov)
+
+
+def _tempered(key, m0):
+    return ppl.infer.tempered_smc(
+        key,
+        tempered_model,
+        (m0,),
+        {"y": Y3},
+        particles=16,
+        kernel=kernels.mh(ppl.select("mu")),
+        mcmc_steps=2,
+        max_stages=5,
+    ).log_marginal_likelihood()
+
+
+def test_tempered_smc_inside_an_expectation():
+    objective = ppl.vi.expectation(_tempered)
+    # the same estimate as outside an expectation, key for key
+    for seed in range(3):
+        key = jax.random.key(10 + seed)
+        np.testing.assert_allclose(objective.estimate(key, 0.1), _tempered(key, 0.1), rtol=1e-5)
+    values, grads = value_and_grads(objective, 400, 1, 0.1)
+    assert np.all(np.isfinite(values)) and np.all(np.isfinite(grads[0]))
+    # Z_hat is unbiased for Z (tolerance: Z standard errors of the mean of exp(log Z_hat))
+    assert_unbiased(np.exp(values), np.exp(tempered_log_z(0.1)), "tempered Z_hat")
+
+
 # ================================================================ row 5: nested expectations
 inner = ppl.vi.expectation(
     lambda key, logit, phi: ppl.infer.importance(

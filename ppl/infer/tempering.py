@@ -43,7 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl.core import context
 from ppl.core.address import format_address
+from ppl.core.batching import batch, loop
 from ppl.core.choicemap import ChoiceMap, as_choicemap
 from ppl.core.generative_function import GenerativeFunction, check_key
 from ppl.core.selection import Selection
@@ -413,7 +415,7 @@ def _tempered_smc(key, model, args, obs, n, kernel, mcmc_steps, target_ess, meth
         last = stage == max_stages - 1
         proposed = next_temperature(pc.log_weights, pc.traces.log_likelihood, beta, target_ess * n)
         new_beta = jnp.where(last, 1.0, proposed).astype(dtype)
-        traces, w, _ = jax.vmap(lambda t: gf.update(k_res, t, ChoiceMap.empty(), (new_beta, obs, *args)))(pc.traces)
+        traces, w, _ = batch(lambda t: gf.update(k_res, t, ChoiceMap.empty(), (new_beta, obs, *args)))(pc.traces)[0]
         w = jnp.where(jnp.isnan(w), -jnp.inf, w)
         pc = ParticleCollection(traces=traces, log_weights=pc.log_weights + w, log_normalizer=pc.log_normalizer)
         ess = pc.ess
@@ -449,7 +451,23 @@ def _tempered_smc(key, model, args, obs, n, kernel, mcmc_steps, target_ess, meth
         return pc, new_beta, key, info, scale
 
     init = (pc, jnp.zeros((), dtype), k_loop, history, jnp.ones((), dtype))
-    pc, _, _, info, _ = jax.lax.while_loop(cond, body, init)
+    if context.effect_channels():
+        # Inside a ppl.vi.expectation: the stages' random choices (resampling ancestors,
+        # moves) report to the estimator, so the loop must forward effects and be
+        # differentiable: all max_stages stages in ppl's loop, the finished ones kept as
+        # they are. (A finished stage's draws are discarded; their scores have mean zero.)
+        def stage(state: tuple, _: Any) -> tuple:
+            new = body(state)
+            active = cond(state)
+            keep = lambda a, b: jnp.where(active, a, b)  # noqa: E731
+            pc_, beta_, _, info_, scale_ = jax.tree_util.tree_map(
+                keep, (new[0], new[1], None, new[3], new[4]), (state[0], state[1], None, state[3], state[4])
+            )
+            return (pc_, beta_, new[2], info_, scale_), None
+
+        (pc, _, _, info, _), _ = loop(stage, init, None, max_stages)
+    else:
+        pc, _, _, info, _ = jax.lax.while_loop(cond, body, init)
     info = info._replace(num_unique=_num_unique(pc.traces, continuous).astype(jnp.int32))
     return ParticleCollection(
         traces=pc.traces.inner, log_weights=pc.log_weights, log_normalizer=pc.log_normalizer, info=info
