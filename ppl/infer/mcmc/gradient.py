@@ -58,7 +58,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl.core.selection import as_selection
-from ppl.errors import PPLError
+from ppl.errors import ArgumentValueError, PPLError
 from ppl.infer.mcmc.kernel import MCMCKernel, Tuning, make_info, memoized
 from ppl.infer.mcmc.space import flat_space, unvalidated
 
@@ -202,7 +202,7 @@ def _inverse_mass(inverse_mass_matrix: Any, size: int) -> Any:
         return jnp.ones(size)
     imm = jnp.asarray(inverse_mass_matrix)
     if imm.shape not in ((size,), (size, size)):
-        raise ValueError(
+        raise ArgumentValueError(
             f"inverse_mass_matrix has shape {imm.shape}; the selected choices have {size} unconstrained "
             f"dimensions, so it must have shape ({size},) (diagonal) or ({size}, {size}) (dense)"
         )
@@ -271,7 +271,7 @@ def _upper(algorithm: str, selection: Any, lower: GradientKernel, step_size: Any
     target = tuning.get("target_accept")
     target = TARGET_ACCEPT[algorithm] if target is None else float(target)
     if not 0.0 < target < 1.0:
-        raise ValueError(f"kernels.{algorithm}: target_accept must be in (0, 1), got {target!r}")
+        raise ArgumentValueError(f"kernels.{algorithm}: target_accept must be in (0, 1), got {target!r}")
 
     def untuned_step(key: Any, state: GradientState) -> tuple[GradientState, Any]:
         raise PPLError(
@@ -362,7 +362,7 @@ def hmc(
 ) -> MCMCKernel:
     """Hamiltonian Monte Carlo on ``selection``: ``num_steps`` leapfrog steps, then MH (BlackJAX's ``hmc``)."""
     if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"kernels.hmc: num_steps must be a positive int, got {num_steps!r}")
+        raise ArgumentValueError(f"kernels.hmc: num_steps must be a positive int, got {num_steps!r}")
     tuning = {"target_accept": target_accept, "dense_mass": dense_mass}
     return _upper("hmc", selection, build_hmc(selection, num_steps), step_size, inverse_mass_matrix, tuning)
 

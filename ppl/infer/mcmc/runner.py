@@ -46,7 +46,7 @@ from ppl.core import (
     unconstrained_log_density,
 )
 from ppl.core.generative_function import check_key
-from ppl.errors import PPLError
+from ppl.errors import ArgumentValueError, PPLError
 from ppl.infer.mcmc import progress
 from ppl.infer.mcmc.adaptation import schedule, window_adaptation
 from ppl.infer.mcmc.combinators import cycle
@@ -106,7 +106,7 @@ class KernelConfig(NamedTuple):
 def _check_counts(num_warmup: Any, num_samples: Any, num_chains: Any) -> None:
     for name, v, low in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1), ("num_chains", num_chains, 1)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+            raise ArgumentValueError(f"{name} must be an int >= {low}, got {v!r}")
 
 
 # ------------------------------------------------------ the programs
@@ -251,7 +251,7 @@ def _gradient_run(
     key = check_key(key, f"ppl.infer.{algorithm}")
     _check_counts(num_warmup, num_samples, num_chains)
     if not 0.0 < float(target_accept) < 1.0:
-        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+        raise ArgumentValueError(f"ppl.infer.{algorithm}: target_accept must be in (0, 1), got {target_accept!r}")
     problem = make_problem(model, args, observations)
     s = structure(problem)
     require_continuous(s, problem.model, algorithm)
@@ -271,7 +271,7 @@ def _gradient_run(
     k_user, k_init, k_run = jax.random.split(key, 3)
     uniform_only = isinstance(init, str) and init == "uniform"
     if isinstance(init, str) and not uniform_only:
-        raise ValueError(
+        raise ArgumentValueError(
             f"ppl.infer.{algorithm}: init must be None (multi-start), 'uniform' (Stan's rule) or initial values, "
             f"got {init!r}"
         )
@@ -384,7 +384,7 @@ def hmc(
     be periodic on near-Gaussian targets). Warm-up as for :func:`nuts`.
     """
     if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+        raise ArgumentValueError(f"ppl.infer.hmc: num_steps must be a positive int, got {num_steps!r}")
     return _gradient_run(
         "hmc",
         key,
