@@ -45,7 +45,7 @@ from ppl.infer.mcmc.structure import Problem, make_problem
 @partial(jax.jit, static_argnums=(0,))
 def _program(spec: Any, model: Any, keys: Any, dyn: Any, draws: Any) -> tuple[ChoiceMap, ChoiceMap]:
     # the model is a pytree argument: its captured arrays are inputs, its structure part of the key
-    args = Problem(model, spec, (), ChoiceMap.empty()).args(dyn)
+    model, args = Problem(model, spec, (), ChoiceMap.empty()).model_and_args(dyn)
 
     def one(k: Any, given: Any) -> tuple[ChoiceMap, ChoiceMap]:
         tr, _ = model.generate(k, ChoiceMap.empty() if given is None else given, args)

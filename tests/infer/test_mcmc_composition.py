@@ -237,3 +237,31 @@ def test_chain_disagreement_on_synthetic_draws() -> None:
     assert apart == {2: ["theta[1]"]}
     assert chain_disagreement({"theta": rng.normal(size=(4, 500))}) == ([], {})
     assert chain_disagreement({"theta": x[:1]}) == ([], {})  # one chain: nothing to compare
+
+
+# ----------------------------------------- models whose captured arrays differ
+
+
+def _model_with_prior_mean(m0):
+    @ppl.gen
+    def model():
+        mu = dist.Normal(m0, 1.0) @ "mu"
+        return dist.Normal(mu, 1.0) @ "y"
+
+    return model
+
+
+def test_runs_on_rebuilt_equal_models_use_each_models_own_captured_values():
+    # Both models have the same code and structure (one compiled program), but each
+    # captures its own prior mean: the posterior of mu given y = 0 is N(m0 / 2, 1/2).
+    for m0 in (0.0, 6.0):
+        model = _model_with_prior_mean(jnp.asarray(m0))
+        result = ppl.infer.nuts(
+            jax.random.key(0), model, (), {"y": 0.0}, num_warmup=300, num_samples=500, num_chains=2
+        )
+        draws = np.asarray(result.samples["mu"]).ravel()
+        # tolerance: 5 standard errors with a conservative effective sample size of 200
+        assert abs(draws.mean() - m0 / 2) < 5 * np.sqrt(0.5 / 200), (m0, draws.mean())
+        prior = ppl.infer.predictive(jax.random.key(1), model, (), num_samples=4000)
+        mu = np.asarray(prior["mu"])
+        assert abs(mu.mean() - m0) < 5 / np.sqrt(4000), (m0, mu.mean())

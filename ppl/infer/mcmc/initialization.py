@@ -106,7 +106,7 @@ def init_values(problem: Problem, s: Structure, init: Any, num_chains: int) -> C
 def user_positions(problem_static: tuple, continuous: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: ChoiceMap):
     """Flat unconstrained starting points ``[chain, D]`` agreeing with the user's init."""
     model, spec = problem_static
-    args = Problem(model, spec, (), obs).args(dyn)
+    model, args = Problem(model, spec, (), obs).model_and_args(dyn)  # the model's leaves are traced
     sel = select(*continuous)
 
     def one(k: Any, given: ChoiceMap) -> Any:
@@ -193,7 +193,7 @@ def _start_program(
     call it again with the next ``attempt`` for the chains that failed.
     """
     model, spec, s, num_chains = static
-    args = Problem(model, spec, (), obs).args(dyn)
+    model, args = Problem(model, spec, (), obs).model_and_args(dyn)  # the model's leaves are traced
     space = flat_space(s)
     dtype = jnp.result_type(float)
     continuous = Selection(frozenset(s.continuous))  # choices of branches ruled out are not in the space
@@ -251,7 +251,7 @@ def _optimise(logdensity: Any, z0: Any, threshold: Any) -> tuple[Any, Any, Any]:
 def _multistart_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, candidates: Any) -> tuple[Any, Any, Any]:
     """Optimise every candidate (vectorised), keep the highest mode, pick one start per chain."""
     model, spec, s, num_chains = static
-    args = Problem(model, spec, (), obs).args(dyn)
+    model, args = Problem(model, spec, (), obs).model_and_args(dyn)  # the model's leaves are traced
     space = flat_space(s)
 
     def logdensity(z: Any) -> Any:
@@ -325,7 +325,7 @@ def find_starts(
 def trace_start_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: Any) -> tuple[Any, Any]:
     """Per chain, an initial trace with a finite score (Stan's retries; discrete choices from the prior)."""
     model, spec, num_chains = static
-    args = Problem(model, spec, (), obs).args(dyn)
+    model, args = Problem(model, spec, (), obs).model_and_args(dyn)  # the model's leaves are traced
 
     def start(k: Any, given: Any) -> tuple[Any, Any]:
         cons = obs if given is None else obs | given

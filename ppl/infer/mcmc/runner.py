@@ -139,7 +139,7 @@ def _transition(cfg: GradientConfig, logdensity: Callable) -> Callable:
 def _gradient_program(static: tuple, key: Any, dyn: Any, obs: ChoiceMap, states: Any) -> dict:
     """Warm-up and sampling of every chain from ``states``, then the constrained draws."""
     model, spec, s, cfg = static
-    args = Problem(model, spec, (), obs).args(dyn)
+    model, args = Problem(model, spec, (), obs).model_and_args(dyn)  # the model's leaves are traced
     space = flat_space(s)
     dtype = jnp.result_type(float)
     C, W, S = cfg.num_chains, cfg.num_warmup, cfg.num_samples

@@ -29,15 +29,23 @@ from ppl.errors import ConditionalChoiceError, InferenceError, PPLError, Selecti
 
 
 class Problem(NamedTuple):
-    """A model with its arguments split into traced leaves and static structure."""
+    """A model and its arguments split into traced leaves and static structure.
+
+    The model is part of the split: its captured arrays (a closure's data, a
+    scale factor) are traced leaves like the arguments', so a compiled program
+    keyed by the model's static structure never bakes in another model's values.
+    """
 
     model: GenerativeFunction
-    spec: Any  # StaticSpec of the arguments: hashable, part of compilation keys
-    dyn: tuple  # traced leaves of the arguments
+    spec: Any  # StaticSpec of (model, args): hashable, part of compilation keys
+    dyn: tuple  # traced leaves of the model and the arguments
     observations: ChoiceMap
 
+    def model_and_args(self, dyn: Any = None) -> tuple[GenerativeFunction, tuple]:
+        return tuple(combine(list(self.dyn if dyn is None else dyn), self.spec))
+
     def args(self, dyn: Any = None) -> tuple:
-        return combine(list(self.dyn if dyn is None else dyn), self.spec)
+        return self.model_and_args(dyn)[1]
 
 
 def make_problem(model: Any, args: Any, observations: Any) -> Problem:
@@ -46,7 +54,7 @@ def make_problem(model: Any, args: Any, observations: Any) -> Problem:
     if not isinstance(model, GenerativeFunction):
         raise PPLError(f"expected a generative function (a @ppl.gen model), got {type(model).__name__}")
     args = check_args(model, args)
-    dyn, spec = partition(args)
+    dyn, spec = partition((model, args))
     obs = as_choicemap(observations)
     obs = obs.map(lambda v: v if isinstance(v, jax.Array) else np.asarray(v))
     return Problem(model, spec, tuple(dyn), obs)
