@@ -11,7 +11,8 @@ multiplied by ``c``:
 ``update``     ``w = c' * w_gf + (c' - c) * log p(t; x)`` where ``c`` is the
                factor of the old trace and ``c'`` the new one: ``c * w_gf``
                when the factor is unchanged
-``regenerate`` the same rule as ``update``
+``regenerate`` ``w = c' * w_gf + (c' - c) * log p(kept)``: as ``update``, but
+               only the old choices it keeps (not the selected ones) count
 =============  ==============================================================
 
 It is a device for two jobs, both of which only ever compare *scaled log
@@ -163,8 +164,13 @@ class Scale(GenerativeFunction):
         key = check_key(key, f"{self.name}.regenerate")
         self._check_trace(trace, "regenerate")
         args = None if args is None else check_args(self, args)
-        tr, w = self.gen_fn.regenerate(key, trace.inner, as_selection(selection), args)
-        return ScaleTrace(self.gen_fn, tr, self.factor), self._rescaled(w, trace)
+        sel = as_selection(selection)
+        tr, w = self.gen_fn.regenerate(key, trace.inner, sel, args)
+        # The MH ratio rescores only the kept choices (and factors): the selected old values
+        # are proposed afresh and take no part, so the factor change multiplies the old score
+        # less their density (exact when the move drops no old choice).
+        kept_old = trace.inner.score - trace.inner.project(sel)
+        return ScaleTrace(self.gen_fn, tr, self.factor), self.factor * w + (self.factor - trace.factor) * kept_old
 
     def _check_trace(self, trace: Any, method: str) -> None:
         if not isinstance(trace, ScaleTrace):

@@ -129,7 +129,7 @@ class Scan(GenerativeFunction):
 
     def _assess(self, choices: ChoiceMap, args: tuple) -> tuple[Any, Any]:
         carry, xs, n = self._split_args(args)
-        check_leading_axis(choices, n, self.name)
+        choices = check_leading_axis(choices, n, self.name)
 
         def step(c: Any, cm: ChoiceMap, x: Any) -> Any:
             w, r = self.kernel.assess(cm, (c, x))
@@ -142,7 +142,7 @@ class Scan(GenerativeFunction):
 
     def _generate(self, key: Any, constraints: ChoiceMap, args: tuple) -> tuple[ScanTrace, Any]:
         carry, xs, n = self._split_args(args)
-        check_leading_axis(constraints, n, self.name)
+        constraints = check_leading_axis(constraints, n, self.name)
 
         def step(c: Any, k: Any, cm: ChoiceMap, x: Any) -> Any:
             tr, w = self.kernel.generate(k, cm, (c, x))
@@ -158,7 +158,7 @@ class Scan(GenerativeFunction):
             raise CombinatorError(
                 f"{self.name}: update cannot change the number of steps ({old_n} -> {n}); shapes are static"
             )
-        check_leading_axis(constraints, n, self.name)
+        constraints = check_leading_axis(constraints, n, self.name)
 
         def step(c: Any, k: Any, old: Trace, cm: ChoiceMap, x: Any) -> Any:
             tr, w, discard = self.kernel.update(k, old.with_gen_fn(self.kernel), cm, (c, x))

@@ -282,6 +282,15 @@ class Switch(GenerativeFunction):
                     masks[x] = jnp.zeros(jnp.shape(trace.index), bool)
             return ChoiceMap(values, masks, _trusted=True)
 
+        def fitted(disc: ChoiceMap) -> ChoiceMap:
+            # lax.cond/lax.switch need one discard mask shape per address from every path: a
+            # vmapped branch masks elementwise where another masks the whole address.
+            def shape(x: Any) -> tuple:
+                ms = [m for m in (old_choices.mask(x), constraints.mask(x)) if m is not None]
+                return jnp.broadcast_shapes((), *(jnp.shape(m) for m in ms))
+
+            return disc.with_masks({x: jnp.broadcast_to(disc.mask(x), shape(x)) for x in disc.addresses()})
+
         def op(i: int) -> Any:
             b = self.branches[i]
             cm, present = parts[i]
@@ -289,7 +298,7 @@ class Switch(GenerativeFunction):
 
             def same(_: Any) -> Any:
                 tr, w, disc = b.update(key, trace.branches[i], cm, a)
-                return tr, w, uniform_discard(disc)
+                return tr, w, fitted(uniform_discard(disc))
 
             def other(_: Any) -> Any:
                 # A shared value is kept wherever no constraint is present there: a masked-out
@@ -314,7 +323,7 @@ class Switch(GenerativeFunction):
                         dmask[x] = jnp.zeros_like(old_m)
                 merged = ChoiceMap(values, masks, _trusted=True)
                 tr, w = b.generate(key, merged, a)
-                return tr, w - trace.score, ChoiceMap(old_choices._values, dmask, _trusted=True)
+                return tr, w - trace.score, fitted(ChoiceMap(old_choices._values, dmask, _trusted=True))
 
             tr, w, disc = jax.lax.cond(trace.index == i, same, other, None)
             return tr, (tr.score, tr.retval, jnp.where(present, -jnp.inf, w), disc)

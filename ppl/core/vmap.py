@@ -51,10 +51,17 @@ class VmapTrace(Trace):
         return jnp.sum(self.inner.project(selection))
 
 
-def check_leading_axis(cm: ChoiceMap, n: int, what: str) -> None:
-    """Every value (and mask) in ``cm`` must have a leading axis of length ``n``."""
+def check_leading_axis(cm: ChoiceMap, n: int, what: str) -> ChoiceMap:
+    """Every value (and mask) in ``cm`` must have a leading axis of length ``n``.
+
+    Returns ``cm`` with each scalar mask (the whole address present or not, as
+    ``ppl.switch`` makes for the addresses of a branch) broadcast to ``(n,)``.
+    """
     path = context.current_path()
+    scalar_masks = {}
     for a, v, m in cm.masked_items():
+        if m is not None and jnp.ndim(m) == 0:
+            m = scalar_masks[a] = jnp.broadcast_to(m, (n,))
         for label, x in (("value", v), ("mask", m)):
             if x is None:
                 continue
@@ -64,6 +71,7 @@ def check_leading_axis(cm: ChoiceMap, n: int, what: str) -> None:
                     f"{label} given at {format_address(path + a)} has shape {shape}; inside {what} every "
                     f"value needs a leading axis of length {n} (one entry per element)"
                 )
+    return cm.with_masks(scalar_masks) if scalar_masks else cm
 
 
 class Vmap(GenerativeFunction):
@@ -112,13 +120,13 @@ class Vmap(GenerativeFunction):
 
     def _assess(self, choices: ChoiceMap, args: tuple) -> tuple[Any, Any]:
         n = self.batch_size(args)
-        check_leading_axis(choices, n, self.name)
+        choices = check_leading_axis(choices, n, self.name)
         w, r = self._vmap(lambda c, a: self.gen_fn.assess(c, a), args, choices)
         return log_total(w), r
 
     def _generate(self, key: Any, constraints: ChoiceMap, args: tuple) -> tuple[VmapTrace, Any]:
         n = self.batch_size(args)
-        check_leading_axis(constraints, n, self.name)
+        constraints = check_leading_axis(constraints, n, self.name)
         keys = jax.random.split(key, n)
         inner, w = self._vmap(lambda k, c, a: detached(self.gen_fn.generate(k, c, a)), args, keys, constraints)
         return self._trace(args, inner), log_total(w)
@@ -130,7 +138,7 @@ class Vmap(GenerativeFunction):
             raise CombinatorError(
                 f"{self.name}: update cannot change the batch size ({old_n} -> {n}); shapes are static"
             )
-        check_leading_axis(constraints, n, self.name)
+        constraints = check_leading_axis(constraints, n, self.name)
         keys = jax.random.split(key, n)
         inner, w, discard = self._vmap(
             lambda k, t, c, a: detached(self.gen_fn.update(k, t.with_gen_fn(self.gen_fn), c, a)), args, keys, trace.inner, constraints
