@@ -58,27 +58,29 @@ class _Handler:
         self.visited: list[Address] = []
         self._score = jnp.zeros(())
         self._weight = jnp.zeros(())
-        self._score_impossible = jnp.zeros((), bool)
-        self._weight_impossible = jnp.zeros((), bool)
+        self._impossible: Any = None  # traced bool, set once some value is found outside its support
         self.values_seen: list[tuple[Address, Any]] = []
 
-    # A term of -inf (a value outside its support) makes the total -inf even when a later
-    # term is NaN because the bad value fed another distribution (a negative scale).
+    # A value outside its support makes the run's score and weight -inf even when a later
+    # term is NaN because the bad value fed another distribution (a negative scale). Only
+    # sites that check a given value's support (and nested calls) report, so a run on values
+    # in the support by construction (HMC's unconstrained positions) pays nothing.
+    def note_impossible(self, flag: Any) -> None:
+        self._impossible = flag if self._impossible is None else jnp.logical_or(self._impossible, flag)
+
     def add_score(self, term: Any) -> None:
         self._score = self._score + term
-        self._score_impossible = jnp.logical_or(self._score_impossible, term == -jnp.inf)
 
     def add_weight(self, term: Any) -> None:
         self._weight = self._weight + term
-        self._weight_impossible = jnp.logical_or(self._weight_impossible, term == -jnp.inf)
 
     @property
     def score(self) -> Any:
-        return jnp.where(self._score_impossible, -jnp.inf, self._score)
+        return self._score if self._impossible is None else jnp.where(self._impossible, -jnp.inf, self._score)
 
     @property
     def weight(self) -> Any:
-        return jnp.where(self._weight_impossible, -jnp.inf, self._weight)
+        return self._weight if self._impossible is None else jnp.where(self._impossible, -jnp.inf, self._weight)
 
     def claim(self, addr: Address) -> None:
         for other in self.visited:
@@ -100,6 +102,8 @@ class _Handler:
     def record(self, addr: Address, tr: Trace) -> None:
         self.subtraces[addr] = tr
         self.add_score(tr.score)
+        if not isinstance(tr, (ChoiceTrace, FactorTrace)):  # a nested call: impossible inside, impossible here
+            self.note_impossible(tr.score == -jnp.inf)
 
     def site(self, addr: Address, callee: Any, args: Any) -> Any:
         self.claim(addr)
@@ -189,6 +193,7 @@ class _Assess(_Handler):
     def call(self, addr: Address, gf: GenerativeFunction, args: tuple) -> Any:
         w, r = gf.assess(self.choices.get_submap(addr), args)
         self.add_weight(w)
+        self.note_impossible(w == -jnp.inf)
         return r
 
     def factor(self, addr: Address, lw: Any) -> None:

@@ -143,6 +143,9 @@ def log_density(d: Distribution, value: Any) -> Any:
     if is_real_support(support):
         return jnp.sum(_log_prob(d, value))
     ok = jnp.all(support(value))
+    h = context.current_handler()
+    if h is not None and hasattr(h, "note_impossible"):
+        h.note_impossible(jnp.logical_not(ok))  # the running model's total is -inf, even if later terms are NaN
     default = _safe_default(support, value)
     safe = value if default is None else jnp.where(ok, value, default)
     lp = jnp.sum(_log_prob(d, safe))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import numpy as np
 from jax.scipy.special import ndtri
 from numpyro.diagnostics import effective_sample_size, gelman_rubin
@@ -45,13 +46,24 @@ def split_chains(x: np.ndarray) -> np.ndarray:
 
 
 def _average_ranks(flat: np.ndarray) -> np.ndarray:
-    """Ranks 1..n down each column, tied values given their average rank."""
-    out = np.empty_like(flat)
-    for j in range(flat.shape[1]):
-        _, inverse, counts = np.unique(flat[:, j], return_inverse=True, return_counts=True)
-        first = np.cumsum(counts) - counts + 1
-        out[:, j] = (first + (counts - 1) / 2.0)[inverse.reshape(-1)]
+    """Ranks 1..n down each column, tied values given their average rank (vectorised over columns)."""
+    n = flat.shape[0]
+    order = np.argsort(flat, axis=0, kind="stable")
+    ordered = np.take_along_axis(flat, order, axis=0)
+    idx = np.broadcast_to(np.arange(n)[:, None], flat.shape)
+    new = np.ones(flat.shape, bool)
+    new[1:] = ordered[1:] != ordered[:-1]  # a run of tied values starts here
+    last = np.ones(flat.shape, bool)
+    last[:-1] = new[1:]
+    start = np.maximum.accumulate(np.where(new, idx, 0), axis=0)
+    end = np.minimum.accumulate(np.where(last, idx, n - 1)[::-1], axis=0)[::-1]
+    out = np.empty(flat.shape, dtype=np.float64)
+    np.put_along_axis(out, order, (start + end) / 2.0 + 1.0, axis=0)
     return out
+
+
+#: one compiled call (op-by-op it cost ~50 ms per MCMC run's convergence check)
+_ndtri = jax.jit(ndtri)
 
 
 def z_scale(x: np.ndarray) -> np.ndarray:
@@ -59,7 +71,7 @@ def z_scale(x: np.ndarray) -> np.ndarray:
     shape = x.shape
     flat = x.reshape(shape[0] * shape[1], -1)
     ranks = _average_ranks(flat)
-    z = np.asarray(ndtri((ranks - 0.375) / (flat.shape[0] + 0.25)))
+    z = np.asarray(_ndtri((ranks - 0.375) / (flat.shape[0] + 0.25)))
     return z.reshape(shape)
 
 

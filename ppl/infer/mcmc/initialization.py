@@ -13,7 +13,7 @@ separate programs, so such a model fails before the sampler is compiled.
 **Multi-start (the default for the gradient runners without ``init``).**
 Stan's rule alone can leave a chain in a minor mode that warm-up never
 leaves (posteriordb's arma11: chains started with ``|theta| > 1`` settle
-where the MA recursion explodes). So the runners draw ``max(16, 4 *
+where the MA recursion explodes). So the runners draw ``max(8, 2 *
 num_chains)`` candidates with Stan's rule, run ``OPT_STEPS`` L-BFGS steps
 (``optax.lbfgs``, zoom line search) on ``-log pi(z)`` in unconstrained
 space from each, all candidates in one vectorised program, and discard the
@@ -56,13 +56,13 @@ from ppl.infer.mcmc.space import FlatSpace, space_from_shapes, values_only
 from ppl.infer.mcmc.structure import Problem, Structure
 
 MAX_INIT_TRIES = 100
-OPT_STEPS = 100  # L-BFGS steps per multi-start candidate
+OPT_STEPS = 30  # L-BFGS steps per multi-start candidate (enough to tell a negligible mode from the main one)
 MAX_LINESEARCH_STEPS = 8  # per L-BFGS step (optax's default, 20, is mostly spent on hopeless candidates)
 LOG_DENSITY_GAP = 10.0  # candidates this many nats below the best one are discarded
 
 
 def num_candidates(num_chains: int) -> int:
-    return max(16, 4 * num_chains)
+    return max(8, 2 * num_chains)
 
 
 def _shapes_map(entries: tuple) -> ChoiceMap:
