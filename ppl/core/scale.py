@@ -52,7 +52,7 @@ from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction, check_args, check_key
 from ppl.core.selection import Selection, as_selection
 from ppl.core.trace import Trace
-from ppl.errors import CombinatorError
+from ppl.errors import ArgumentError, CombinatorError
 
 
 class ScaleTrace(Trace):
@@ -174,7 +174,7 @@ class Scale(GenerativeFunction):
 
     def _check_trace(self, trace: Any, method: str) -> None:
         if not isinstance(trace, ScaleTrace):
-            raise TypeError(f"{self.name}.{method} expects a trace of a scaled function, got {type(trace).__name__}")
+            raise ArgumentError(f"{self.name}.{method} expects a trace of a scaled function, got {type(trace).__name__}")
         super()._check_trace(trace, method)
 
     def _rescaled(self, w: Any, old: ScaleTrace) -> Any:

@@ -94,16 +94,29 @@ class Scan(GenerativeFunction):
     def _scan(self, step: Any, carry: Any, seqs: tuple, n: int) -> tuple[Any, Any]:
         """``lax.scan`` of ``step(carry, *slices) -> (carry, out)``, effects forwarded."""
 
-        try:
-            final, out = loop(lambda c, xs: step(c, *xs), carry, seqs, n)
-        except TypeError as e:
-            if "carry" in str(e):
-                raise CombinatorError(
-                    f"{self.name}: the kernel must return (new_carry, y) with new_carry of the same structure, "
-                    f"shapes and dtypes as the carry it received; JAX reports: {e}"
-                ) from None
-            raise
-        return final, out
+        def checked(c: Any, xs: tuple) -> Any:
+            c2, out = step(c, *xs)
+            self._check_carry(c, c2)
+            return c2, out
+
+        return loop(checked, carry, seqs, n)
+
+    def _check_carry(self, old: Any, new: Any) -> None:
+        """The kernel's new carry must have the structure, shapes and dtypes of the one it received."""
+
+        def describe(t: Any) -> str:
+            leaves, tree = jax.tree_util.tree_flatten(t)
+            return f"{tree} with leaves {[(tuple(jnp.shape(x)), str(jnp.result_type(x))) for x in leaves]}"
+
+        same = jax.tree_util.tree_structure(old) == jax.tree_util.tree_structure(new) and all(
+            jnp.shape(a) == jnp.shape(b) and jnp.result_type(a) == jnp.result_type(b)
+            for a, b in zip(jax.tree_util.tree_leaves(old), jax.tree_util.tree_leaves(new))
+        )
+        if not same:
+            raise CombinatorError(
+                f"{self.name}: the kernel must return (new_carry, y) with new_carry of the same structure, shapes "
+                f"and dtypes as the carry it received; it received {describe(old)} and returned {describe(new)}"
+            )
 
     def _check_retval(self, tr: Trace) -> tuple[Any, Any]:
         r = tr.retval
