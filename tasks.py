@@ -129,7 +129,9 @@ def run_tests(env: Env, args: list[str]) -> int:
     env.ensure(EXTRAS["test"])
     environ = dict(os.environ, PYTHONUNBUFFERED="1")
     print(f"== pytest in {env.name}", flush=True)
-    return subprocess.call([str(env.py), "-m", "pytest", *(args or ["-q"])], cwd=ROOT, env=environ)
+    # two worker processes (pytest-xdist), each test file on one worker so its compiled programs are reused
+    default = ["-q", "-n", "2", "--dist", "loadfile"]
+    return subprocess.call([str(env.py), "-m", "pytest", *(args or default)], cwd=ROOT, env=environ)
 
 
 def test(argv: list[str]) -> int:
