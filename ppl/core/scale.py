@@ -136,7 +136,6 @@ class Scale(GenerativeFunction):
         self.factor = _as_factor(factor)
         self.name = f"scale({gen_fn.name})"
 
-
     def simulate(self, key: Any, args: tuple = ()) -> ScaleTrace:
         key = check_key(key, f"{self.name}.simulate")
         args = check_args(self, args)
@@ -174,7 +173,9 @@ class Scale(GenerativeFunction):
 
     def _check_trace(self, trace: Any, method: str) -> None:
         if not isinstance(trace, ScaleTrace):
-            raise ArgumentError(f"{self.name}.{method} expects a trace of a scaled function, got {type(trace).__name__}")
+            raise ArgumentError(
+                f"{self.name}.{method} expects a trace of a scaled function, got {type(trace).__name__}"
+            )
         super()._check_trace(trace, method)
 
     def _rescaled(self, w: Any, old: ScaleTrace) -> Any:

@@ -68,7 +68,6 @@ class Scan(GenerativeFunction):
         self.length = length
         self.name = f"scan({kernel.name})"
 
-
     def _split_args(self, args: tuple) -> tuple[Any, Any, int]:
         if len(args) != 2:
             raise CombinatorError(

@@ -84,7 +84,9 @@ class Selection:
     def __or__(self, other: Selection) -> Selection:
         if not self.complemented and not other.complemented:
             return Selection(self.prefixes | other.prefixes)
-        raise SelectionError("union of complemented selections is not supported; build the union first, then complement")
+        raise SelectionError(
+            "union of complemented selections is not supported; build the union first, then complement"
+        )
 
     def addresses(self) -> list[Address]:
         """The explicitly named prefixes (of the un-complemented set)."""

@@ -143,7 +143,6 @@ class Switch(GenerativeFunction):
         self.branches = branches
         self.name = "switch(" + ", ".join(b.name for b in branches) + ")"
 
-
     # ------------------------------------------------------------- helpers
     def _split(self, args: tuple) -> tuple[Any, tuple]:
         if not args:

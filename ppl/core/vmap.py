@@ -92,7 +92,6 @@ class Vmap(GenerativeFunction):
         self.axis_size = axis_size
         self.name = f"vmap({gen_fn.name})"
 
-
     def _axes(self, args: tuple) -> tuple:
         return axes_of(self.in_axes, len(args), self.name)
 
@@ -141,14 +140,23 @@ class Vmap(GenerativeFunction):
         constraints = check_leading_axis(constraints, n, self.name)
         keys = jax.random.split(key, n)
         inner, w, discard = self._vmap(
-            lambda k, t, c, a: detached(self.gen_fn.update(k, t.with_gen_fn(self.gen_fn), c, a)), args, keys, trace.inner, constraints
+            lambda k, t, c, a: detached(self.gen_fn.update(k, t.with_gen_fn(self.gen_fn), c, a)),
+            args,
+            keys,
+            trace.inner,
+            constraints,
         )
         return self._trace(args, inner), log_total(w), discard
 
     def _regenerate(self, key: Any, trace: VmapTrace, selection: Selection, args: tuple):
         n = self.batch_size(args)
         keys = jax.random.split(key, n)
-        inner, w = self._vmap(lambda k, t, a: detached(self.gen_fn.regenerate(k, t.with_gen_fn(self.gen_fn), selection, a)), args, keys, trace.inner)
+        inner, w = self._vmap(
+            lambda k, t, a: detached(self.gen_fn.regenerate(k, t.with_gen_fn(self.gen_fn), selection, a)),
+            args,
+            keys,
+            trace.inner,
+        )
         return self._trace(args, inner), log_total(w)
 
 

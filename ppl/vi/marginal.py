@@ -112,7 +112,6 @@ class Marginal(GenerativeFunction):
         self.particles = particles
         self.name = f"marginal({gen_fn.name})"
 
-
     def _weights(self, key: Any, z: ChoiceMap, args: tuple, n: int) -> tuple[Any, Any]:
         """``n`` log weights ``log q(z, psi_k) - log r(psi_k | z)`` with ``psi_k ~ r``, and the first retval."""
 
@@ -218,7 +217,6 @@ class Normalized(GenerativeFunction):
         self.proposal = proposal
         self.particles = particles
         self.name = f"normalize({model.name})"
-
 
     def _split(self, args: tuple) -> tuple[tuple, tuple]:
         if len(args) != 2 or not all(isinstance(a, tuple) for a in args):

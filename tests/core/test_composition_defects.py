@@ -41,8 +41,9 @@ def _exact_expected_log_z(logit, y=1.8, n=3):
 
 def test_importance_inside_expectation_has_the_exact_gradient_in_expectation():
     objective = ppl.vi.expectation(
-        lambda key, logit: ppl.infer.importance(key, _bernoulli_model, (logit,), {"y": 1.8}, particles=3)
-        .log_marginal_likelihood()
+        lambda key, logit: ppl.infer.importance(
+            key, _bernoulli_model, (logit,), {"y": 1.8}, particles=3
+        ).log_marginal_likelihood()
     )
     logit = 0.3
     keys = jax.random.split(jax.random.key(0), 20000)
@@ -133,7 +134,7 @@ def test_closures_rebuilt_equal_are_the_same_generative_function():
     assert a == b  # same code, captured arrays are leaves
     tr = a.simulate(jax.random.key(0), ())
     # b's own captured scale is used when b scores a's trace
-    new, w, _ = b.update(jax.random.key(1), tr, {})
+    _, w, _ = b.update(jax.random.key(1), tr, {})
     np.testing.assert_allclose(
         w, dist.Normal(0.0, 3.0).log_prob(tr["x"]) - dist.Normal(0.0, 1.0).log_prob(tr["x"]), rtol=1e-5
     )

@@ -256,9 +256,7 @@ def test_runs_on_rebuilt_equal_models_use_each_models_own_captured_values():
     # captures its own prior mean: the posterior of mu given y = 0 is N(m0 / 2, 1/2).
     for m0 in (0.0, 6.0):
         model = _model_with_prior_mean(jnp.asarray(m0))
-        result = ppl.infer.nuts(
-            jax.random.key(0), model, (), {"y": 0.0}, num_warmup=300, num_samples=500, num_chains=2
-        )
+        result = ppl.infer.nuts(jax.random.key(0), model, (), {"y": 0.0}, num_warmup=300, num_samples=500, num_chains=2)
         draws = np.asarray(result.samples["mu"]).ravel()
         # tolerance: 5 standard errors with a conservative effective sample size of 200
         assert abs(draws.mean() - m0 / 2) < 5 * np.sqrt(0.5 / 200), (m0, draws.mean())
