@@ -143,7 +143,7 @@ def flat_step(algorithm: str, *, max_tree_depth: int = 10, num_steps: int = 1, j
 
         return mala_step
     if algorithm != "hmc":
-        raise ValueError(f"unknown gradient algorithm {algorithm!r}")
+        raise ArgumentValueError(f"unknown gradient algorithm {algorithm!r}: expected 'nuts', 'hmc' or 'mala'")
     # A fixed trajectory length can be nearly periodic for near-Gaussian
     # targets (the chain then returns close to where it started); a random
     # one, chosen independently of the state, keeps every transition
