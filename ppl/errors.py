@@ -126,6 +126,10 @@ class ConvergenceWarning(UserWarning):
     """The chains of an MCMC run disagree: some split R-hat exceeds the threshold (1.01)."""
 
 
+class EnumerationError(PPLError):
+    """A discrete choice cannot be summed out (infinite or traced support, too many values, a value escaping)."""
+
+
 class ConditionalChoiceError(InferenceError):
     """A latent choice exists in some branches of a ``ppl.switch``/``ppl.cond``/``ppl.mixture`` only."""
 

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ppl.core import enumeration
 from ppl.core.batching import log_total, loop
 from ppl.core.choicemap import ChoiceMap
 from ppl.core.generative_function import GenerativeFunction
@@ -142,6 +143,9 @@ class Scan(GenerativeFunction):
     def _assess(self, choices: ChoiceMap, args: tuple) -> tuple[Any, Any]:
         carry, xs, n = self._split_args(args)
         choices = check_leading_axis(choices, n, self.name)
+        summed = enumeration.scan_assess(self, choices, args)  # selected discrete choices: forward algorithm
+        if summed is not None:
+            return summed
 
         def step(c: Any, cm: ChoiceMap, x: Any) -> Any:
             w, r = self.kernel.assess(cm, (c, x))

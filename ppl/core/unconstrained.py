@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions.transforms import biject_to
 
-from ppl.core import context
+from ppl.core import context, enumeration
 from ppl.core.address import Address, format_address, is_prefix
 from ppl.core.choicemap import ChoiceMap, as_choicemap
 from ppl.core.generative_function import GenerativeFunction
@@ -207,9 +207,15 @@ def unconstrained_log_density(
     u = as_choicemap(unconstrained)
     sel, explicit = _selection(selection) if selection is not None else (Selection(frozenset(u.addresses())), True)
     cm = u | as_choicemap(constraints)
-    with context.intercept(_Unconstrain(sel, explicit)), context.collect((LOG_JACOBIAN,)):
-        w, _ = gen_fn.assess(cm, args)
-    return w
+
+    def log_density(summed: ChoiceMap) -> Any:
+        with context.intercept(_Unconstrain(sel, explicit)), context.collect((LOG_JACOBIAN,)):
+            w, _ = gen_fn.assess(cm | summed, args)
+        return w
+
+    if enumeration.active() is not None:  # discrete choices summed out (ppl.core.enumeration)
+        return enumeration.sum_top_level(gen_fn, args, cm.addresses(), log_density)
+    return log_density(ChoiceMap.empty())
 
 
 def unconstrained_init(

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ppl.core import context
+from ppl.core import context, enumeration
 from ppl.core.address import format_address
 from ppl.core.batching import axes_of, batch, batch_size, log_total
 from ppl.core.choicemap import ChoiceMap
@@ -120,6 +120,9 @@ class Vmap(GenerativeFunction):
     def _assess(self, choices: ChoiceMap, args: tuple) -> tuple[Any, Any]:
         n = self.batch_size(args)
         choices = check_leading_axis(choices, n, self.name)
+        summed = enumeration.vmap_assess(self, choices, args)  # selected discrete choices summed out per element
+        if summed is not None:
+            return summed
         w, r = self._vmap(lambda c, a: self.gen_fn.assess(c, a), args, choices)
         return log_total(w), r
 

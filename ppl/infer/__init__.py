@@ -14,6 +14,7 @@ predictive distributions. Algorithms use models only through the GFI.
 
 from ppl.errors import ConditionalChoiceError, ConvergenceWarning, DegeneracyWarning
 from ppl.infer import kernels, resampling
+from ppl.infer.enumerate import marginal_log_density
 from ppl.infer.importance import NoLatentChoicesWarning, importance
 from ppl.infer.mcmc import (
     DivergenceWarning,
@@ -52,6 +53,7 @@ __all__ = [
     "importance",
     "kernels",
     "mala",
+    "marginal_log_density",
     "mh",
     "nuts",
     "particle_filter",

@@ -62,6 +62,7 @@ from ppl.infer.mcmc.initialization import (
     user_positions,
 )
 from ppl.infer.mcmc.kernel import MCMCKernel
+from ppl.infer.mcmc.marginalize import summed_structure, summing
 from ppl.infer.mcmc.metropolis import mh as mh_kernel
 from ppl.infer.mcmc.result import MCMCResult, Samples, address_name, check_draws
 from ppl.infer.mcmc.space import unvalidated
@@ -90,6 +91,7 @@ class GradientConfig(NamedTuple):
     max_tree_depth: int
     num_steps: int
     progress: bool
+    summed: tuple = ()  # discrete latent addresses summed out of the target (ppl.infer.mcmc.marginalize)
 
 
 WARMUP_STATS = ("diverging", "acceptance_rate", "n_steps", "step_size")
@@ -254,8 +256,9 @@ def _gradient_run(
         raise ArgumentValueError(f"ppl.infer.{algorithm}: target_accept must be in (0, 1), got {target_accept!r}")
     problem = make_problem(model, args, observations)
     s = structure(problem)
-    require_continuous(s, problem.model, algorithm)
     require_fixed_dimension(s, problem.model, f"ppl.infer.{algorithm}")
+    s, summed = summed_structure(problem, s, f"ppl.infer.{algorithm}")  # finite discrete latents summed out
+    require_continuous(s, problem.model, algorithm)
     show = progress.default_enabled() if progress_bar is None else bool(progress_bar)
     cfg = GradientConfig(
         algorithm,
@@ -267,6 +270,7 @@ def _gradient_run(
         int(max_tree_depth),
         int(num_steps),
         show,
+        summed,
     )
     k_user, k_init, k_run = jax.random.split(key, 3)
     uniform_only = isinstance(init, str) and init == "uniform"
@@ -282,13 +286,13 @@ def _gradient_run(
             (problem.model, problem.spec), s.continuous, k_user, problem.dyn, problem.observations, init_cm
         )
         mask = user_mask(s, init_cm)
-    with unvalidated():
+    with unvalidated(), summing(summed):
         states, ok = find_starts(problem, s, cfg.num_chains, k_init, z_user, mask, multi=not uniform_only)
     if not ok.all():
         raise init_error(problem, s, ok, np.asarray(states.position), init_cm is not None)
     static = (problem.model, problem.spec, s, cfg)
     label = f"{algorithm} ({cfg.num_chains} chains)"
-    with unvalidated():
+    with unvalidated(), summing(summed):
         if show:
             with progress.ProgressBar(label, cfg.num_warmup, cfg.num_warmup + cfg.num_samples):
                 out = jax.block_until_ready(_gradient_program(static, k_run, problem.dyn, problem.observations, states))
