@@ -64,13 +64,43 @@ from ppl.errors import EnumerationError
 MAX_JOINT_VALUES = 4096
 
 
+#: address component under which a choice map carries *tilts*: additive terms on the log weight of every
+#: summed value of one level (``ppl.infer.infer_discrete`` differentiates the log marginal with respect to them)
+TILT = "__ppl_tilt__"
+
+
+class Level(NamedTuple):
+    """One place where choices are summed: ``kind`` ("vmap", "scan", "top"), its address, its tilt's shape."""
+
+    kind: str
+    prefix: tuple
+    shape: tuple  # full shape of the tilt entry at prefix + (TILT,): enclosing boundaries' sizes first
+    sites: tuple  # ((relative address, values (K, *value_shape)), ...), in grid order
+
+
 class Enumerate:
-    """Handler marking the selected choices to be summed out wherever they are missing."""
+    """Handler marking the selected choices to be summed out wherever they are missing.
+
+    With ``record=True`` every level that sums records a :class:`Level` in
+    ``levels`` while it is traced (used by ``ppl.infer.infer_discrete``;
+    recording is not part of the handler's identity).
+    """
 
     channels: tuple = ()
 
-    def __init__(self, sites: Selection):
+    def __init__(self, sites: Selection, record: bool = False):
         self.sites = sites
+        self.levels: list[Level] | None = [] if record else None
+
+    def note(self, kind: str, shape: tuple, sites: list, values: ChoiceMap) -> None:
+        if self.levels is None:
+            return
+        prefix = context.current_path()
+        if any(lv.prefix == prefix for lv in self.levels):
+            return
+        outer = tuple(size for _, size in context.elements())
+        recs = tuple((st.address, np.asarray(st.values)) for st in sites)
+        self.levels.append(Level(kind, prefix, outer + tuple(shape), recs))
 
     def __hash__(self) -> int:
         return hash(("ppl.enumerate", self.sites))
@@ -158,7 +188,7 @@ def owned_sites(run_body: Any, prefix: tuple, given: Any, depth: int) -> list[En
     return out
 
 
-def grid(sites: list[EnumSite], where: str) -> list[ChoiceMap]:
+def grid(sites: list[EnumSite], where: str) -> ChoiceMap:
     """Stacked choice maps of every joint value (leading axis: the joint index)."""
     sizes = [s.values.shape[0] for s in sites]
     total = int(np.prod(sizes, dtype=np.int64))
@@ -171,6 +201,20 @@ def grid(sites: list[EnumSite], where: str) -> list[ChoiceMap]:
     idx = np.asarray(list(itertools.product(*[range(k) for k in sizes])), dtype=np.int64).reshape(total, len(sites))
     values = {s.address: jnp.asarray(s.values[idx[:, j]]) for j, s in enumerate(sites)}
     return ChoiceMap(values)
+
+
+def grid_sites(sites: list[EnumSite]) -> list[EnumSite]:
+    """``sites`` with their values listed per joint value (the grid's order), for recording."""
+    sizes = [s.values.shape[0] for s in sites]
+    idx = np.asarray(list(itertools.product(*[range(k) for k in sizes])), dtype=np.int64).reshape(-1, len(sites))
+    return [EnumSite(s.address, s.values[idx[:, j]]) for j, s in enumerate(sites)]
+
+
+def split_tilt(choices: ChoiceMap) -> tuple[ChoiceMap, Any]:
+    """``(choices without this level's tilt, the tilt or None)``."""
+    if (TILT,) not in choices:
+        return choices, None
+    return choices.without(Selection(frozenset({(TILT,)}))), choices[(TILT,)]
 
 
 def vmap_values(fn: Any, values: ChoiceMap, out_axes: Any = 0) -> Any:
@@ -198,8 +242,10 @@ def _names(values: ChoiceMap, prefix: tuple) -> str:
     return ", ".join(format_address(prefix + a) for a in values.addresses())
 
 
-def _element_marginal(assess: Any, values: ChoiceMap, choices: ChoiceMap, where: str) -> tuple[Any, Any]:
-    """``logsumexp_v assess(choices | v)``; the return value must not depend on ``v``."""
+def _element_marginal(
+    assess: Any, values: ChoiceMap, choices: ChoiceMap, where: str, tilt: Any = None
+) -> tuple[Any, Any]:
+    """``logsumexp_v [assess(choices | v) + tilt(v)]``; the return value must not depend on ``v``."""
 
     def one(v: ChoiceMap) -> tuple[Any, Any]:
         return assess(choices | v)
@@ -212,7 +258,7 @@ def _element_marginal(assess: Any, values: ChoiceMap, choices: ChoiceMap, where:
             f"({_names(values, context.current_path())}); return values that do not depend on it, "
             "or give the choice a value"
         ) from e
-    return logsumexp(ws), retval
+    return logsumexp(ws if tilt is None else ws + tilt), retval
 
 
 def vmap_assess(vm: Any, choices: ChoiceMap, args: tuple) -> tuple[Any, Any] | None:
@@ -223,12 +269,25 @@ def vmap_assess(vm: Any, choices: ChoiceMap, args: tuple) -> tuple[Any, Any] | N
     depth = len(context.elements()) + 1
     body = vm.gen_fn
     key = jax.random.key(0)
+    choices, tilt = split_tilt(choices)
     given0 = set(choices.addresses())
     sites = owned_sites(lambda: vm._vmap(lambda a: body.simulate(key, a), args), prefix, given0, depth)
     if not sites:
         return None
     values = grid(sites, vm.name)
-    w, r = vm._vmap(lambda c, a: _element_marginal(lambda cm: body.assess(cm, a), values, c, vm.name), args, choices)
+    h = active()
+    h.note("vmap", (vm.batch_size(args), jnp.shape(values[values.addresses()[0]])[0]), grid_sites(sites), values)
+    if tilt is None:
+        w, r = vm._vmap(
+            lambda c, a: _element_marginal(lambda cm: body.assess(cm, a), values, c, vm.name), args, choices
+        )
+    else:
+        w, r = vm._vmap(
+            lambda c, t, a: _element_marginal(lambda cm: body.assess(cm, a), values, c, vm.name, t),
+            args,
+            choices,
+            tilt,
+        )
     return log_total(w), r
 
 
@@ -240,8 +299,9 @@ class SummedOut:
 
     def _fail(self, *_: Any, **__: Any) -> Any:
         raise EnumerationError(
-            f"{self._where}: the final carry depends on the choices summed out along the scan, so it has no "
-            "single value after enumeration; do not use it (or give those choices values)"
+            f"{self._where}: this value may depend on choices that are summed out (an enumerated scan's final "
+            "carry, a model's return value), so it has no single value after enumeration; do not use it (or give "
+            "those choices values)"
         )
 
     __array__ = __jax_array__ = __getitem__ = __iter__ = __len__ = __bool__ = __float__ = __int__ = _fail
@@ -267,6 +327,7 @@ def scan_assess(sc: Any, choices: ChoiceMap, args: tuple) -> tuple[Any, Any] | N
     kernel = sc.kernel
     key = jax.random.key(0)
     x0 = jax.tree_util.tree_map(lambda leaf: leaf[0], xs)
+    choices, tilt = split_tilt(choices)
     given0 = set(choices.addresses())
 
     def run_step() -> Any:
@@ -278,6 +339,10 @@ def scan_assess(sc: Any, choices: ChoiceMap, args: tuple) -> tuple[Any, Any] | N
         return None
     values = grid(sites, sc.name)
     where = sc.name
+    g = jnp.shape(values[values.addresses()[0]])[0]
+    active().note("scan", (n, g, g), grid_sites(sites), values)
+    if tilt is None:
+        tilt = jnp.zeros((n, g, g))
 
     def kernel_step(cm: ChoiceMap, c: Any, x: Any) -> tuple[Any, Any, Any]:
         w, r = kernel.assess(cm, (c, x))
@@ -337,25 +402,25 @@ def scan_assess(sc: Any, choices: ChoiceMap, args: tuple) -> tuple[Any, Any] | N
 
     with context.element(jnp.int32(0), n):
         w0, carries, y0 = transition(carry, None, first_cm, x0)
-    alpha = w0[0]  # one initial state
+    alpha = w0[0] + tilt[0, 0]  # one initial state (row 0 of the first step's tilt)
     rest_cm = jax.tree_util.tree_map(lambda leaf: leaf[1:], choices)
     rest_xs = jax.tree_util.tree_map(lambda leaf: leaf[1:], xs)
 
     def step(state: tuple, inp: tuple) -> tuple:
         a, cs = state
-        cm, x = inp
+        cm, x, th = inp
         w, cs2, y = transition(cs, axes, cm, x)
-        return (logsumexp(a[:, None] + w, axis=0), cs2), y
+        return (logsumexp(a[:, None] + w + th, axis=0), cs2), y
 
     if n > 1:
-        (alpha, _), ys_rest = loop(step, (alpha, carries), (rest_cm, rest_xs), n - 1)
+        (alpha, _), ys_rest = loop(step, (alpha, carries), (rest_cm, rest_xs, tilt[1:]), n - 1)
         ys = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([jnp.expand_dims(a, 0), b]), y0, ys_rest)
     else:
         ys = jax.tree_util.tree_map(lambda a: jnp.expand_dims(a, 0), y0)
     return logsumexp(alpha), (SummedOut(sc.name), ys)
 
 
-def sum_top_level(gen_fn: Any, args: tuple, given: Any, log_density: Any) -> Any:
+def sum_top_level(gen_fn: Any, args: tuple, given: Any, log_density: Any, tilt: Any = None) -> Any:
     """``logsumexp_v log_density(v)`` over the joint values ``v`` (a choice map) of the selected choices
     missing from ``given`` that no ``ppl.vmap``/``ppl.scan`` of ``gen_fn`` sums itself; ``log_density(empty)``
     when there are none. Call with an :class:`Enumerate` handler installed."""
@@ -363,7 +428,10 @@ def sum_top_level(gen_fn: Any, args: tuple, given: Any, log_density: Any) -> Any
     top = owned_sites(lambda: gen_fn.simulate(key, args), context.current_path(), set(given), len(context.elements()))
     if not top:
         return log_density(ChoiceMap.empty())
-    return logsumexp(vmap_values(log_density, grid(top, gen_fn.name)))
+    values = grid(top, gen_fn.name)
+    active().note("top", (jnp.shape(values[values.addresses()[0]])[0],), grid_sites(top), values)
+    ws = vmap_values(log_density, values)
+    return logsumexp(ws if tilt is None else ws + tilt)
 
 
 def marginal_log_density(gen_fn: Any, choices: Any, args: tuple = (), sites: Any = None) -> Any:
@@ -374,9 +442,11 @@ def marginal_log_density(gen_fn: Any, choices: Any, args: tuple = (), sites: Any
     docstring for the cost in each structure.
     """
     sel = Selection(frozenset({()}), False) if sites is None else as_selection(sites)
-    cm = as_choicemap(choices)
-    with context.intercept(Enumerate(sel)):
-        return sum_top_level(gen_fn, args, cm.addresses(), lambda v: gen_fn.assess(cm | v, args)[0])
+    cm, tilt = split_tilt(as_choicemap(choices))
+    h = active()
+    handler = h if h is not None and h.sites == sel and h.levels is not None else Enumerate(sel)
+    with context.intercept(handler):
+        return sum_top_level(gen_fn, args, cm.addresses(), lambda v: gen_fn.assess(cm | v, args)[0], tilt)
 
 
 def summed_sites(gen_fn: Any, args: tuple, choices: Any, sites: Any = None) -> list[tuple]:
@@ -394,4 +464,13 @@ def summed_sites(gen_fn: Any, args: tuple, choices: Any, sites: Any = None) -> l
     return [normalize(a) for a, _, _ in rec.sites if sel.contains(a) and a not in cm]
 
 
-__all__ = ["MAX_JOINT_VALUES", "Enumerate", "EnumerationError", "SummedOut", "marginal_log_density", "sum_top_level"]
+__all__ = [
+    "MAX_JOINT_VALUES",
+    "TILT",
+    "Enumerate",
+    "Level",
+    "EnumerationError",
+    "SummedOut",
+    "marginal_log_density",
+    "sum_top_level",
+]

@@ -14,6 +14,7 @@ predictive distributions. Algorithms use models only through the GFI.
 
 from ppl.errors import ConditionalChoiceError, ConvergenceWarning, DegeneracyWarning
 from ppl.infer import kernels, resampling
+from ppl.infer.discrete import infer_discrete
 from ppl.infer.enumerate import marginal_log_density
 from ppl.infer.importance import NoLatentChoicesWarning, importance
 from ppl.infer.mcmc import (
@@ -51,6 +52,7 @@ __all__ = [
     "TemperingInfo",
     "hmc",
     "importance",
+    "infer_discrete",
     "kernels",
     "mala",
     "marginal_log_density",

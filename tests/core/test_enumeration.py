@@ -198,6 +198,18 @@ def test_nuts_sums_out_mixture_assignments_and_matches_the_grid_posterior():
     # 5 Monte Carlo standard errors of the posterior mean (sd / sqrt(ESS))
     np.testing.assert_array_less(np.abs(draws.mean(0) - exact), 5 * sd / np.sqrt(ess))
 
+    # the assignments drawn back, one per draw: P(z_i = 1) = E[p(z_i = 1 | mu)] over the grid posterior
+    full = r.infer_discrete(jax.random.key(1))
+    z = np.asarray(full.samples[("pts", "z")])
+    assert z.shape == (2, 800, 40)
+    lik = np.stack(
+        [np.log(0.6) + norm.logpdf(x[:, None, None], a, 1), np.log(0.4) + norm.logpdf(x[:, None, None], b, 1)]
+    )
+    p1 = np.sum(p * np.exp(lik[1] - np.logaddexp(lik[0], lik[1])), axis=(1, 2))  # (40,)
+    # a mixture of Bernoullis: the draws' frequency has variance <= p(1-p)/n; 5 standard errors of that, with
+    # the n draws' autocorrelation accounted for by the smallest ESS of mu
+    np.testing.assert_array_less(np.abs(z.mean(axis=(0, 1)) - p1), 5 * np.sqrt(p1 * (1 - p1) / ess.min()) + 1e-3)
+
 
 def test_value_depending_on_a_summed_choice_cannot_escape_a_vmap_element():
     @ppl.gen
@@ -232,9 +244,9 @@ def test_scan_carry_depending_on_more_than_the_current_state_is_refused():
 
 def test_final_carry_of_an_enumerated_scan_raises_on_use():
     out = SummedOut("scan(k)")
-    with pytest.raises(EnumerationError, match="final carry"):
+    with pytest.raises(EnumerationError, match="summed out"):
         out + 1
-    with pytest.raises(EnumerationError, match="final carry"):
+    with pytest.raises(EnumerationError, match="summed out"):
         jnp.asarray(out)
 
 
@@ -313,3 +325,54 @@ def test_marginal_density_inside_an_expectation_has_the_pathwise_gradient():
         return lp - jnp.sum(norm.logpdf(m, loc, 0.5))
 
     np.testing.assert_allclose(got, jax.grad(by_hand)(loc), rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ infer_discrete
+def _freq_within(draws, exact, n):
+    """Empirical frequencies within 5 binomial standard errors of the exact probabilities."""
+    se = np.sqrt(exact * (1 - exact) / n) + 1e-12
+    np.testing.assert_array_less(np.abs(draws - exact), 5 * se + 1e-3 / np.sqrt(n))
+
+
+def test_infer_discrete_draws_mixture_assignments_from_their_exact_conditionals():
+    n = 4000
+    cm = _mixture_choices()
+    draws = jax.vmap(lambda k: ppl.infer.infer_discrete(k, mixture, (4,), cm)[("pts", "z")])(
+        jax.random.split(jax.random.key(0), n)
+    )
+    assert draws.shape == (n, 4)
+    exact = jax.nn.softmax(jnp.log(W) + norm.logpdf(XS[:, None], MU, 1.0), axis=1)  # p(z_i | mu, x_i), by hand
+    freq = np.stack([(np.asarray(draws) == v).mean(0) for v in range(3)], axis=1)
+    _freq_within(freq, np.asarray(exact), n)
+
+
+def test_infer_discrete_on_an_hmm_draws_whole_paths_from_the_exact_joint_posterior():
+    """Forward filtering, backward sampling through the gradient of the forward algorithm.
+
+    T = 4 steps of 3 states: the exact posterior of every one of the 81 paths from ``assess``
+    (brute force); the draws' path frequencies must match it, which checks the joint, not only
+    the marginals.
+    """
+    t = 4
+    ys = YS[:t]
+    cm = ppl.choices({"s": {"y": ys}})
+    paths = list(itertools.product(range(3), repeat=t))
+    lp = jnp.array([hmm.assess(cm | ppl.choices({"s": {"z": jnp.array(p)}}), (t,))[0] for p in paths])
+    exact = np.asarray(jax.nn.softmax(lp))
+    n = 6000
+    draws = jax.vmap(lambda k: ppl.infer.infer_discrete(k, hmm, (t,), cm)[("s", "z")])(
+        jax.random.split(jax.random.key(1), n)
+    )
+    codes = np.asarray(draws) @ (3 ** np.arange(t)[::-1])
+    freq = np.bincount(codes, minlength=len(paths)) / n
+    _freq_within(freq, exact, n)
+
+
+def test_infer_discrete_refuses_nested_summed_levels():
+    @ppl.gen
+    def model():
+        s = dist.Bernoulli(0.3) @ "regime"
+        ppl.vmap(point, in_axes=(None, None), axis_size=4)(W, MU + 2.0 * s) @ "pts"
+
+    with pytest.raises(EnumerationError, match="nested levels"):
+        ppl.infer.infer_discrete(jax.random.key(0), model, (), {"pts": {"x": XS}})

@@ -113,7 +113,9 @@ class MCMCResult:
       after warm-up, and ``warmup_stats`` (``diverging``, ``acceptance_rate``,
       ``n_steps``, ``step_size`` per warm-up iteration, ``[chain, iteration]``)
       (gradient runners);
-    * ``to_arviz()``, ``summary()``, ``print_summary()``, ``traces``.
+    * ``to_arviz()``, ``summary()``, ``print_summary()``, ``traces``;
+    * ``infer_discrete(key)``: draws of the discrete choices a gradient
+      runner summed out, added to every draw.
     """
 
     def __init__(
@@ -240,6 +242,16 @@ class MCMCResult:
         if self._traces is None:
             self._traces = _traces(self)
         return self._traces
+
+    def infer_discrete(self, key: Any, sites: Any = None) -> MCMCResult:
+        """This result with a draw of the discrete choices NUTS/HMC summed out added to every draw.
+
+        See :func:`ppl.infer.infer_discrete` (one draw from ``p(z | draw,
+        observations)`` per draw, so each pair is a joint posterior draw).
+        """
+        from ppl.infer.discrete import with_discrete
+
+        return with_discrete(key, self, sites)
 
     def latent_choices(self) -> ChoiceMap:
         """The latent draws as a choice map with leading axes ``[chain, draw]``."""

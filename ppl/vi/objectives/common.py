@@ -20,10 +20,12 @@ from typing import Any
 import jax
 from jax.scipy.special import logsumexp
 
+from ppl.core import enumeration
 from ppl.core.address import format_address
 from ppl.core.choicemap import ChoiceMap, as_choicemap
 from ppl.core.generative_function import GenerativeFunction
-from ppl.errors import GuideError, UnvisitedConstraintError
+from ppl.core.selection import Selection
+from ppl.errors import EnumerationError, GuideError, UnvisitedConstraintError
 
 #: ``fold_in`` data deriving the model's key from the key of one importance weight
 MODEL_STREAM = 0xED6F646C  # >= 2**31: never equal to an address hash (those are < 2**31)
@@ -50,8 +52,16 @@ def log_density(key: Any, gen_fn: GenerativeFunction, choices: Any, args: tuple)
     choice is given); ``key`` only matters for a generative function that
     estimates its density by sampling, whose weight is then the log of an
     unbiased estimate (a lower bound on ``log p`` in expectation).
+    Finite discrete choices that are missing (a mixture's assignments, an
+    HMM's states, which the guide does not sample) are summed out exactly
+    (:func:`ppl.infer.marginal_log_density`: per element inside ``ppl.vmap``,
+    by the forward algorithm inside ``ppl.scan``), so the ELBO and every
+    multi-sample bound become bounds on the marginal ``log p(x)`` with those
+    choices enumerated, as with Pyro's ``TraceEnum_ELBO``; the return value
+    is then a placeholder (it may depend on the summed choices).
     Raises :class:`~ppl.errors.GuideError` naming the address when a choice
-    is given that ``gen_fn`` does not make, or one it makes is missing.
+    is given that ``gen_fn`` does not make, or one it makes is missing and
+    cannot be summed out.
     """
     choices = as_choicemap(choices)
     try:
@@ -64,10 +74,15 @@ def log_density(key: Any, gen_fn: GenerativeFunction, choices: Any, args: tuple)
     missing = [a for a in trace.choices.addresses() if a not in choices]
     if missing:
         names = ", ".join(format_address(a) for a in missing[:8])
-        raise GuideError(
-            f"{gen_fn.name} makes the choice(s) {names}, which are neither observed nor sampled by the guide; "
-            "a guide must sample every latent choice of the model (or observe it)"
-        )
+        try:
+            summed = enumeration.marginal_log_density(gen_fn, choices, args, Selection(frozenset(missing)))
+        except EnumerationError as e:
+            raise GuideError(
+                f"{gen_fn.name} makes the choice(s) {names}, which are neither observed nor sampled by the guide; "
+                "a guide must sample every continuous latent choice of the model (or observe it), and finite "
+                f"discrete ones it leaves out are summed out, which is not possible here: {e}"
+            ) from None
+        return summed, enumeration.SummedOut(f"{gen_fn.name} (with {names} summed out)")
     return weight, trace.retval
 
 
