@@ -18,7 +18,8 @@ warm-up, also inside ``cycle``/``mixture``/``repeat``.
 ``mh(selection)``, ``mh_proposal(proposal, proposal_args_fn)``,
 ``mala(selection, step_size)``, ``hmc(selection, step_size, num_steps,
 inverse_mass_matrix)``, ``nuts(selection, step_size, inverse_mass_matrix,
-max_tree_depth)``, ``gibbs(address)``; ``cycle(*kernels)``,
+max_tree_depth)``, ``gibbs(address)``, ``gibbs_block(sites)`` (a whole
+block of discrete choices from its exact conditional: FFBS along a scan); ``cycle(*kernels)``,
 ``mixture(kernels, weights)``, ``repeat(kernel, n)``. Every step returns an
 :class:`MCMCInfo` (``accepted``, ``acceptance_rate``, ``is_divergent``,
 ``num_steps``).
@@ -31,6 +32,7 @@ fixed; naming a discrete choice raises ``SelectionError``.
 """
 
 from ppl.infer.mcmc.combinators import cycle, mixture, repeat
+from ppl.infer.mcmc.blocked_gibbs import gibbs_block
 from ppl.infer.mcmc.gibbs import gibbs
 from ppl.infer.mcmc.gradient import (
     GradientInfo,
@@ -61,6 +63,7 @@ __all__ = [
     "build_nuts",
     "cycle",
     "gibbs",
+    "gibbs_block",
     "hmc",
     "mala",
     "mh",
