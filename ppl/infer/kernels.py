@@ -31,8 +31,8 @@ selected continuous choices in unconstrained space (``ppl.to_unconstrained``
 fixed; naming a discrete choice raises ``SelectionError``.
 """
 
-from ppl.infer.mcmc.combinators import cycle, mixture, repeat
 from ppl.infer.mcmc.blocked_gibbs import gibbs_block
+from ppl.infer.mcmc.combinators import cycle, mixture, repeat
 from ppl.infer.mcmc.gibbs import gibbs
 from ppl.infer.mcmc.gradient import (
     GradientInfo,

@@ -404,7 +404,14 @@ def test_gibbs_block_with_nuts_samples_the_hmm_posterior_of_means_and_states():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gibbs = ppl.infer.run_mcmc(
-            jax.random.key(0), kernel, model, (), obs, num_warmup=300, num_samples=1000, num_chains=2,
+            jax.random.key(0),
+            kernel,
+            model,
+            (),
+            obs,
+            num_warmup=300,
+            num_samples=1000,
+            num_chains=2,
             progress_bar=False,
         )
         summed = ppl.infer.nuts(
