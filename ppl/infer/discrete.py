@@ -47,8 +47,8 @@ from ppl.errors import ArgumentError, EnumerationError
 def _levels(model: GenerativeFunction, args: tuple, cm: ChoiceMap, sel: Selection) -> list:
     h = enumeration.Enumerate(sel, record=True)
 
-    def run() -> Any:
-        with context.intercept(h):
+    def run() -> Any:  # eager: no compiled GFI call may skip the tracing that records the levels
+        with context.intercept(h), context.eager():
             return enumeration.sum_top_level(model, args, cm.addresses(), lambda v: model.assess(cm | v, args)[0])
 
     jax.eval_shape(run)

@@ -368,6 +368,14 @@ def test_infer_discrete_on_an_hmm_draws_whole_paths_from_the_exact_joint_posteri
     _freq_within(freq, exact, n)
 
 
+def test_infer_discrete_after_compiled_marginals_still_finds_every_level():
+    cm = _mixture_choices()
+    jax.jit(lambda c: ppl.infer.marginal_log_density(mixture, (4,), c))(cm)  # compiled programs now cached
+    for seed in (0, 1):
+        drawn = ppl.infer.infer_discrete(jax.random.key(seed), mixture, (4,), cm)
+        assert drawn.addresses() == [("pts", "z")]
+
+
 def test_infer_discrete_refuses_nested_summed_levels():
     @ppl.gen
     def model():
