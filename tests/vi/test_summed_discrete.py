@@ -88,3 +88,14 @@ def test_iwae_with_summed_assignments_bounds_the_exact_evidence():
     # the ELBO's integrand is the hand-written one, so the ELBO itself is checked exactly above; here the
     # gap to log p(x) must be the guide's: the IWAE bound closes most of it
     assert log_z - a.mean() < log_z - b.mean()
+
+
+def test_automatic_guide_covers_the_continuous_latents_and_the_elbo_sums_the_rest():
+    obs = {"pts": {"x": XS}}
+    guide_fn, guide_args = ppl.vi.auto_normal(mixture, (), obs)
+    key = jax.random.key(5)
+    q = guide_fn.simulate(key, guide_args)
+    assert q.choices.addresses() == [("mu",)]  # the assignments are not in the guide
+    by_hand = ppl.infer.marginal_log_density(mixture, (), q.choices | ppl.choices(obs)) - q.score
+    got = ppl.vi.elbo(mixture, guide_fn, obs).estimate(key, (), guide_args)
+    np.testing.assert_allclose(got, by_hand, rtol=1e-5)

@@ -239,9 +239,12 @@ def latent_layout(
 ) -> LatentLayout:
     """Discover the latent choices of ``model`` given ``observations`` (see the module docstring).
 
-    Raises :class:`~ppl.errors.GuideError` for a discrete latent choice (an
-    automatic guide is a density on unconstrained real space), for a support
-    that depends on other latent values, and for a model with no latents.
+    Finite discrete latent choices are left out of the layout: the objectives
+    sum them out of the model exactly (``ppl.vi.objectives.common.log_density``),
+    so an automatic guide covers the continuous ones. Raises
+    :class:`~ppl.errors.GuideError` for a discrete latent choice with an
+    infinite support, for a support that depends on other latent values, and
+    for a model with no (continuous) latents.
     """
     if not isinstance(model, GenerativeFunction):
         raise ArgumentError(f"{kind}: expected a generative function (a @ppl.gen model), got {type(model).__name__}")
@@ -262,16 +265,21 @@ def latent_layout(
     observed = list(obs.addresses())
 
     sites: list[LatentSite] = []
+    summed: list[Address] = []
     offset = 0
     names: dict[str, Address] = {}
     for addr, d in dists.items():
         if _is_observed(addr, observed):
             continue
         if is_discrete(d):
+            if getattr(d, "has_enumerate_support", False):
+                summed.append(addr)  # left to the objective, which sums it out exactly (ppl.core.enumeration)
+                continue
             raise GuideError(
-                f"{kind}: the latent choice {format_address(addr)} of {model.name} is discrete ({describe(d)}); "
-                "automatic guides are densities on unconstrained real space. Observe it, marginalise it in the "
-                "model, or write a custom guide (a @ppl.gen function) that samples it, e.g. with ppl.vi.enum"
+                f"{kind}: the latent choice {format_address(addr)} of {model.name} is discrete ({describe(d)}) with "
+                "an infinite support; automatic guides are densities on unconstrained real space and sum out only "
+                "finite discrete choices. Observe it, or write a custom guide (a @ppl.gen function) that samples "
+                "it (ppl.vi.reinforce)"
             )
         t = _transform_of(addr, d, model.name)
         if not _same_transform(t, _transform_of(addr, dists2[addr], model.name) if addr in dists2 else t):
@@ -293,6 +301,12 @@ def latent_layout(
         sites.append(LatentSite(addr, name, shape, ushape, t, offset, size))
         offset += size
     if not sites:
+        if summed:
+            raise GuideError(
+                f"{kind}: every latent choice of {model.name} is finite and discrete "
+                f"({', '.join(map(format_address, summed))}); an automatic guide would be empty. Their exact "
+                "posterior follows from ppl.infer.marginal_log_density and ppl.infer.infer_discrete"
+            )
         raise GuideError(f"{kind}: {model.name} has no latent choices given these observations; nothing to infer")
     prototype = np.concatenate([np.reshape(np.asarray(u0[s.address]), (s.size,)) for s in sites])
     return LatentLayout(model.name, tuple(sites), tuple(observed), prototype)
