@@ -54,7 +54,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from ppl.core import context
-from ppl.core.address import format_address, normalize
+from ppl.core.address import format_address
 from ppl.core.batching import log_total, loop
 from ppl.core.choicemap import ChoiceMap, as_choicemap
 from ppl.core.selection import Selection, as_selection
@@ -447,21 +447,6 @@ def marginal_log_density(gen_fn: Any, choices: Any, args: tuple = (), sites: Any
     handler = h if h is not None and h.sites == sel and h.levels is not None else Enumerate(sel)
     with context.intercept(handler):
         return sum_top_level(gen_fn, args, cm.addresses(), lambda v: gen_fn.assess(cm | v, args)[0], tilt)
-
-
-def summed_sites(gen_fn: Any, args: tuple, choices: Any, sites: Any = None) -> list[tuple]:
-    """Full addresses of the selected choices :func:`marginal_log_density` would sum out (for messages)."""
-    sel = Selection(frozenset({()}), False) if sites is None else as_selection(sites)
-    cm = as_choicemap(choices)
-    rec = _Record()
-    key = jax.random.key(0)
-
-    def probe() -> None:
-        with context.no_interceptors(), context.intercept(rec), context.eager():
-            gen_fn.simulate(key, args)
-
-    jax.eval_shape(probe)
-    return [normalize(a) for a, _, _ in rec.sites if sel.contains(a) and a not in cm]
 
 
 __all__ = [
