@@ -23,6 +23,12 @@ posterior probability of each value:
   pass);
 * top level: one joint value from ``p(v | choices)``.
 
+The draws are random choices of the running program (numpyro
+``Categorical`` sites at ``("infer_discrete", ...)``), so inside
+``ppl.vi.expectation`` their dependence on the parameters is scored like
+any discrete choice's (REINFORCE by default), and the gradient of an
+expectation over them is unbiased.
+
 Summed choices at one level per path are supported (a top-level grid around
 summed ``ppl.vmap``/``ppl.scan`` levels, or summed levels inside summed
 elements, raise :class:`~ppl.errors.EnumerationError`).
@@ -35,11 +41,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions import Categorical
 
 from ppl.core import context, enumeration
 from ppl.core.address import format_address
+from ppl.core.batching import loop
 from ppl.core.choicemap import ChoiceMap, as_choicemap
 from ppl.core.generative_function import GenerativeFunction, check_args, check_key
+from ppl.core.primitive import sample_value
 from ppl.core.selection import Selection, as_selection
 from ppl.errors import ArgumentError, EnumerationError
 
@@ -48,7 +57,7 @@ def _levels(model: GenerativeFunction, args: tuple, cm: ChoiceMap, sel: Selectio
     h = enumeration.Enumerate(sel, record=True)
 
     def run() -> Any:  # eager: no compiled GFI call may skip the tracing that records the levels
-        with context.intercept(h), context.eager():
+        with context.intercept(h), context.eager(), context.collect(context.effect_channels()):
             return enumeration.sum_top_level(model, args, cm.addresses(), lambda v: model.assess(cm | v, args)[0])
 
     jax.eval_shape(run)
@@ -74,22 +83,30 @@ def _probabilities(g: Any) -> Any:
     return p / jnp.sum(p, axis=-1, keepdims=True)
 
 
+def _categorical(key: Any, probs: Any, name: Any) -> Any:
+    """A draw that is a random choice of the running program (scored by an enclosing ``ppl.vi.expectation``)."""
+    with context.path(("infer_discrete", name)):
+        return sample_value(key, Categorical(probs=probs))
+
+
 def _draw_chain(key: Any, xi: Any) -> Any:
-    """Backward sampling from pairwise marginals ``xi[t, u, v]`` (row 0 of ``xi[0]`` holds step 0's marginal)."""
-    t = xi.shape[0]
+    """Backward sampling from pairwise marginals ``xi[..., t, u, v]`` (row 0 of step 0 holds its marginal)."""
+    t = xi.shape[-3]
     k_last, k_rest = jax.random.split(key)
-    last = jax.random.categorical(k_last, jnp.log(_probabilities(jnp.sum(xi[-1], axis=0) if t > 1 else xi[0, 0])))
+    last_marginal = jnp.sum(xi[..., -1, :, :], axis=-2) if t > 1 else xi[..., 0, 0, :]
+    last = _categorical(k_last, _probabilities(last_marginal), "last")
+    if t == 1:
+        return jnp.expand_dims(last, -1)
 
     def back(z: Any, inp: tuple) -> tuple:
-        k, xi_t = inp
-        z_prev = jax.random.categorical(k, jnp.log(_probabilities(xi_t[:, z])))
+        k, xi_t = inp  # xi_t: [..., u, v]; the column of the state drawn after this step
+        column = jnp.take_along_axis(xi_t, z[..., None, None], axis=-1)[..., 0]
+        z_prev = _categorical(k, _probabilities(column), "back")
         return z_prev, z_prev
 
-    if t == 1:
-        return jnp.expand_dims(last, 0)
-    keys = jax.random.split(k_rest, t - 1)
-    _, earlier = jax.lax.scan(back, last, (keys, xi[1:]), reverse=True)
-    return jnp.concatenate([earlier, jnp.expand_dims(last, 0)])
+    steps = jnp.moveaxis(xi[..., 1:, :, :], -3, 0)[::-1]  # t - 1, ..., 1
+    _, earlier = loop(back, last, (jax.random.split(k_rest, t - 1), steps), t - 1)
+    return jnp.concatenate([jnp.moveaxis(earlier[::-1], 0, -1), jnp.expand_dims(last, -1)], axis=-1)
 
 
 def infer_discrete(key: Any, model: GenerativeFunction, args: Any, choices: Any, sites: Any = None) -> ChoiceMap:
@@ -112,19 +129,19 @@ def infer_discrete(key: Any, model: GenerativeFunction, args: Any, choices: Any,
 
     def log_z(tilts: dict) -> Any:
         full = cm | ChoiceMap(tilts)
-        return enumeration.marginal_log_density(model, full, args, sel)
+        if not context.collecting():
+            return enumeration.marginal_log_density(model, full, args, sel)
+        # an assess reports nothing an enclosing estimator needs; its frame stays inside jax.grad
+        with context.collect(context.effect_channels()):
+            return enumeration.marginal_log_density(model, full, args, sel)
 
     grads = jax.grad(log_z)(zeros)
     out: dict = {}
     for i, lv in enumerate(levels):
         g = grads[lv.prefix + (enumeration.TILT,)]
         k = jax.random.fold_in(key, i)
-        if lv.kind == "scan":
-            batch = g.shape[:-3]
-            flat = g.reshape((-1, *g.shape[-3:]))
-            idx = jax.vmap(_draw_chain)(jax.random.split(k, flat.shape[0]), flat).reshape((*batch, g.shape[-3]))
-        else:
-            idx = jax.random.categorical(k, jnp.log(_probabilities(g)))
+        with context.path((i,)):
+            idx = _draw_chain(k, g) if lv.kind == "scan" else _categorical(k, _probabilities(g), "values")
         for rel, values in lv.sites:
             out[lv.prefix + rel] = jnp.asarray(np.asarray(values))[idx]
     return ChoiceMap(out)

@@ -430,3 +430,28 @@ def test_gibbs_block_with_nuts_samples_the_hmm_posterior_of_means_and_states():
     ess_b = np.asarray(ppl.diagnostics.ess_bulk(b))
     se = np.sqrt(a.reshape(-1, 3).var(0) / ess_a + b.reshape(-1, 3).var(0) / ess_b)
     np.testing.assert_array_less(np.abs(a.reshape(-1, 3).mean(0) - b.reshape(-1, 3).mean(0)), 5 * se)
+
+
+def test_infer_discrete_inside_an_expectation_has_an_unbiased_gradient():
+    """d/dmu E[z], z ~ p(z | mu, x) drawn by infer_discrete, against the exact gradient of sum_v v p(v | mu, x)."""
+
+    @ppl.gen
+    def one(mu):
+        z = dist.Categorical(probs=W) @ "z"
+        dist.Normal(mu[z], 1.0) @ "x"
+
+    x0 = 0.8
+
+    def program(key, mu):
+        return ppl.infer.infer_discrete(key, one, (mu,), {"x": x0})["z"].astype(jnp.float32)
+
+    def exact(mu):
+        p = jax.nn.softmax(jnp.log(W) + norm.logpdf(x0, mu, 1.0))
+        return jnp.sum(jnp.arange(3) * p)
+
+    e = ppl.vi.expectation(program)
+    n = 4000
+    grads = jax.jit(jax.vmap(lambda k: e.grad_estimate(k, MU)[0]))(jax.random.split(jax.random.key(2), n))
+    grads = np.asarray(grads)
+    # REINFORCE: 5 standard errors of the mean gradient, from the draws
+    np.testing.assert_array_less(np.abs(grads.mean(0) - jax.grad(exact)(MU)), 5 * grads.std(0) / np.sqrt(n) + 1e-6)
