@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from ppl.core import enumeration
+from ppl.core import context, enumeration
 from ppl.core.address import format_address
 from ppl.core.choicemap import ChoiceMap, as_choicemap
 from ppl.core.generative_function import GenerativeFunction
@@ -64,14 +65,7 @@ def log_density(key: Any, gen_fn: GenerativeFunction, choices: Any, args: tuple)
     cannot be summed out.
     """
     choices = as_choicemap(choices)
-    try:
-        trace, weight = gen_fn.generate(key, choices, args)
-    except UnvisitedConstraintError as e:
-        raise GuideError(
-            f"{gen_fn.name} was given choices it does not make (a guide samples an address the model lacks, "
-            f"or an observation is misnamed): {e}"
-        ) from None
-    missing = [a for a in trace.choices.addresses() if a not in choices]
+    missing = _missing(gen_fn, choices, args)
     if missing:
         names = ", ".join(format_address(a) for a in missing[:8])
         try:
@@ -83,7 +77,42 @@ def log_density(key: Any, gen_fn: GenerativeFunction, choices: Any, args: tuple)
                 f"discrete ones it leaves out are summed out, which is not possible here: {e}"
             ) from None
         return summed, enumeration.SummedOut(f"{gen_fn.name} (with {names} summed out)")
+    trace, weight = gen_fn.generate(key, choices, args)
     return weight, trace.retval
+
+
+_MISSING: dict = {}
+
+
+def _missing(gen_fn: GenerativeFunction, choices: ChoiceMap, args: tuple) -> list:
+    """Addresses ``gen_fn`` makes that ``choices`` lacks, from a shape-only run with no handlers installed.
+
+    No handler sees this run, so choices it draws are not random choices of an
+    enclosing ``ppl.vi.expectation`` (they would add score terms to its
+    gradient); cached by the model's structure and the shapes of the inputs.
+    """
+    from ppl.core.staging import partition
+
+    dyn, spec = partition((gen_fn, choices, args))
+    cache_key = (spec, tuple((jnp.shape(x), str(getattr(x, "dtype", type(x).__name__))) for x in dyn))
+    hit = _MISSING.get(cache_key)
+    if hit is not None:
+        return hit
+
+    def probe() -> Any:
+        with context.no_interceptors():
+            return gen_fn.generate(jax.random.key(0), choices, args)[0].choices
+
+    try:
+        made = jax.eval_shape(probe)
+    except UnvisitedConstraintError as e:
+        raise GuideError(
+            f"{gen_fn.name} was given choices it does not make (a guide samples an address the model lacks, "
+            f"or an observation is misnamed): {e}"
+        ) from None
+    out = [a for a in made.addresses() if a not in choices]
+    _MISSING[cache_key] = out
+    return out
 
 
 def log_weight(
