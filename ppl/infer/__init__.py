@@ -9,7 +9,11 @@ predictive distributions. Algorithms use models only through the GFI.
 * ``kernels`` (``mh``, ``mh_proposal``, ``mala``, ``hmc``, ``nuts``,
   ``gibbs``, ``cycle``, ``mixture``, ``repeat``: pure ``(init, step)`` pairs on
   traces) and the runners ``nuts``, ``hmc``, ``mala``, ``mh``, ``run_mcmc``;
-* ``predictive`` for prior and posterior predictive draws.
+* ``predictive`` for prior and posterior predictive draws;
+* ``marginal_log_density`` (finite discrete choices summed out exactly by
+  variable elimination) and ``infer_discrete`` (draws of them given the
+  rest); the gradient runners sum a model's discrete latents out of their
+  target, and ``kernels.gibbs_block`` draws a block from its conditional.
 """
 
 from ppl.errors import ConditionalChoiceError, ConvergenceWarning, DegeneracyWarning
