@@ -70,6 +70,7 @@ def test_vmap_marginal_gradient_matches_hand_written_mixture_likelihood():
     def ours(mu):
         return ppl.infer.marginal_log_density(mixture, (4,), _mixture_choices(mu), ppl.select(("pts", "z")))
 
+    # equal in exact arithmetic: float32 rounding only
     np.testing.assert_allclose(jax.jit(ours)(MU), hand(MU), rtol=1e-5)
     np.testing.assert_allclose(jax.grad(ours)(MU), jax.grad(hand)(MU), rtol=1e-4, atol=1e-5)
 
@@ -77,7 +78,7 @@ def test_vmap_marginal_gradient_matches_hand_written_mixture_likelihood():
 def test_given_discrete_values_are_conditioned_on_not_summed():
     cm = _mixture_choices() | ppl.choices({"pts": {"z": jnp.array([0, 1, 2, 1])}})
     got = ppl.infer.marginal_log_density(mixture, (4,), cm)
-    np.testing.assert_allclose(got, mixture.assess(cm, (4,))[0], rtol=1e-6)
+    np.testing.assert_allclose(got, mixture.assess(cm, (4,))[0], rtol=1e-6)  # the same sum: float rounding only
 
 
 TRANS = jnp.array([[0.8, 0.15, 0.05], [0.2, 0.7, 0.1], [0.1, 0.3, 0.6]])
@@ -105,25 +106,28 @@ def _forward(means):
     return logsumexp(alpha)
 
 
+@ppl.gen
+def hmm_means_step(c, _):
+    """An HMM step whose carry holds the state and, passed through unchanged, the emission means."""
+    z_prev, means = c
+    z = dist.Categorical(probs=TRANS[z_prev]) @ "z"
+    dist.Normal(means[z], 1.0) @ "y"
+    return (z, means), None
+
+
 def test_scan_forward_algorithm_equals_brute_force_and_hand_forward():
     cm = ppl.choices({"s": {"y": YS}})
     got = ppl.infer.marginal_log_density(hmm, (6,), cm, ppl.select(("s", "z")))
+    # equal in exact arithmetic (3^6 terms, and the same recursion written by hand): float32 rounding only
     np.testing.assert_allclose(got, _brute(hmm, cm, (6,), ("s", "z"), range(3), 6), rtol=1e-5)
     np.testing.assert_allclose(got, _forward(MEANS), rtol=1e-5)
 
 
 def test_scan_marginal_gradient_equals_forward_algorithm_gradient():
     @ppl.gen
-    def step(c, _):
-        z_prev, means = c
-        z = dist.Categorical(probs=TRANS[z_prev]) @ "z"
-        dist.Normal(means[z], 1.0) @ "y"
-        return (z, means), None
-
-    @ppl.gen
     def model():
         means = dist.Normal(jnp.zeros(3), 10.0) @ "means"
-        ppl.scan(step, length=6)((jnp.int32(0), means), None) @ "s"
+        ppl.scan(hmm_means_step, length=6)((jnp.int32(0), means), None) @ "s"
 
     def ours(m):
         return ppl.infer.marginal_log_density(model, (), {"means": m, "s": {"y": YS}})
@@ -131,6 +135,7 @@ def test_scan_marginal_gradient_equals_forward_algorithm_gradient():
     def hand(m):
         return _forward(m) + jnp.sum(norm.logpdf(m, 0.0, 10.0))
 
+    # equal in exact arithmetic: float32 rounding only
     np.testing.assert_allclose(ours(MEANS), hand(MEANS), rtol=1e-5)
     np.testing.assert_allclose(jax.grad(ours)(MEANS), jax.grad(hand)(MEANS), rtol=1e-4, atol=1e-5)
 
@@ -150,7 +155,7 @@ def test_top_level_choices_use_the_joint_grid_around_the_structured_sums():
         for zs in itertools.product(range(3), repeat=4):
             full = cm | ppl.choices({"regime": jnp.int32(s), "pts": {"z": jnp.array(zs)}})
             terms.append(model.assess(full, ())[0])
-    np.testing.assert_allclose(got, logsumexp(jnp.array(terms)), rtol=1e-5)
+    np.testing.assert_allclose(got, logsumexp(jnp.array(terms)), rtol=1e-5)  # exact enumeration: float rounding only
 
 
 def test_nuts_sums_out_mixture_assignments_and_matches_the_grid_posterior():
@@ -324,7 +329,9 @@ def test_marginal_density_inside_an_expectation_has_the_pathwise_gradient():
         lp += jnp.sum(norm.logpdf(m, 0.0, 5.0)) + dist.Dirichlet(jnp.ones(3)).log_prob(W)
         return lp - jnp.sum(norm.logpdf(m, loc, 0.5))
 
-    np.testing.assert_allclose(got, jax.grad(by_hand)(loc), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        got, jax.grad(by_hand)(loc), rtol=1e-4, atol=1e-5
+    )  # the same pathwise computation: float rounding only
 
 
 # ------------------------------------------------------------------ infer_discrete
@@ -395,16 +402,9 @@ def test_gibbs_block_with_nuts_samples_the_hmm_posterior_of_means_and_states():
     ys = jnp.array([-1.0, 0.2, 1.4, 2.0, 4.5, 3.0, -0.8, 1.1, 3.9, 4.2])
 
     @ppl.gen
-    def step(c, _):
-        z_prev, means = c
-        z = dist.Categorical(probs=TRANS[z_prev]) @ "z"
-        dist.Normal(means[z], 1.0) @ "y"
-        return (z, means), None
-
-    @ppl.gen
     def model():
         means = dist.Normal(jnp.array([-1.0, 1.5, 4.0]), 0.5) @ "means"
-        ppl.scan(step, length=10)((jnp.int32(0), means), None) @ "s"
+        ppl.scan(hmm_means_step, length=10)((jnp.int32(0), means), None) @ "s"
 
     obs = {"s": {"y": ys}}
     K = ppl.infer.kernels
