@@ -27,18 +27,24 @@ import ppl
 from ppl import dist
 
 K_MIX = 3
+W_MIX = jnp.full(K_MIX, 1.0 / K_MIX)
+MU0 = jnp.asarray([-2.0, 0.0, 2.0])
+
+
+@ppl.gen
+def point(mu):
+    """One data point of the mixture: its assignment and its value."""
+    z = dist.Categorical(probs=W_MIX) @ "z"
+    dist.Normal(mu[z], 1.0) @ "x"
+
+
+def _data(n: int):
+    rng = np.random.default_rng(0)
+    return jnp.asarray(rng.normal(size=n).astype(np.float32) * 3.0)
 
 
 def _mixture(n: int):
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=n).astype(np.float32) * 3.0)
-    w = jnp.full(K_MIX, 1.0 / K_MIX)
-    mu0 = jnp.asarray([-2.0, 0.0, 2.0])
-
-    @ppl.gen
-    def point(mu):
-        z = dist.Categorical(probs=w) @ "z"
-        dist.Normal(mu[z], 1.0) @ "x"
+    x, w, mu0 = _data(n), W_MIX, MU0
 
     @ppl.gen
     def model(mu):
@@ -59,15 +65,7 @@ def _mixture(n: int):
 
 def _mixture_elbo(n: int):
     """ELBO gradient: Normal guide on mu, the assignments summed out in the model (TraceEnum_ELBO's job)."""
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=n).astype(np.float32) * 3.0)
-    w = jnp.full(K_MIX, 1.0 / K_MIX)
-    loc0 = jnp.asarray([-2.0, 0.0, 2.0])
-
-    @ppl.gen
-    def point(mu):
-        z = dist.Categorical(probs=w) @ "z"
-        dist.Normal(mu[z], 1.0) @ "x"
+    x, w, loc0 = _data(n), W_MIX, MU0
 
     @ppl.gen
     def model(x):
