@@ -130,6 +130,10 @@ class EnumerationError(PPLError):
     """A discrete choice cannot be summed out (infinite or traced support, too many values, a value escaping)."""
 
 
+class FlowError(PPLError):
+    """A normalizing flow was built or used with the wrong dimension, context shape or data."""
+
+
 class ConditionalChoiceError(InferenceError):
     """A latent choice exists in some branches of a ``ppl.switch``/``ppl.cond``/``ppl.mixture`` only."""
 

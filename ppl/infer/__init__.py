@@ -13,7 +13,9 @@ predictive distributions. Algorithms use models only through the GFI.
 * ``marginal_log_density`` (finite discrete choices summed out exactly by
   variable elimination) and ``infer_discrete`` (draws of them given the
   rest); the gradient runners sum a model's discrete latents out of their
-  target, and ``kernels.gibbs_block`` draws a block from its conditional.
+  target, and ``kernels.gibbs_block`` draws a block from its conditional;
+* ``neutra`` (a model reparameterised through a trained flow guide, for
+  NUTS in the flow's base space).
 """
 
 from ppl.errors import ConditionalChoiceError, ConvergenceWarning, DegeneracyWarning
@@ -34,6 +36,7 @@ from ppl.infer.mcmc import (
     nuts,
     run_mcmc,
 )
+from ppl.infer.neutra import neutra
 from ppl.infer.particle_filter import FilterHistory, particle_filter
 from ppl.infer.particles import ParticleCollection
 from ppl.infer.predictive import predictive
@@ -61,6 +64,7 @@ __all__ = [
     "mala",
     "marginal_log_density",
     "mh",
+    "neutra",
     "nuts",
     "particle_filter",
     "predictive",

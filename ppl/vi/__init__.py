@@ -38,12 +38,14 @@ from ppl.vi.checkpoint import load_checkpoint, save_checkpoint
 from ppl.vi.fit import FitResult, FitState, fit
 from ppl.vi.guides import (
     AutoDelta,
+    AutoFlow,
     AutoGuide,
     AutoLaplace,
     AutoLowRankMultivariateNormal,
     AutoMultivariateNormal,
     AutoNormal,
     auto_delta,
+    auto_flow,
     auto_laplace,
     auto_low_rank_multivariate_normal,
     auto_multivariate_normal,

@@ -44,6 +44,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,6 +52,7 @@ import numpyro.distributions as nd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from numpyro.distributions.transforms import biject_to
 
 import ppl
 from ppl import dist
@@ -269,6 +271,34 @@ def normalize_ref(cm, args):
     return {("z",): entry(nd.Normal(0.5, np.sqrt(0.5)).log_prob(cm["z"]))}
 
 
+# --- ppl.vi.auto_flow: one joint flow over all latents ----------------------------
+
+
+@ppl.gen
+def flow_target():
+    m = dist.Normal(0.0, 1.0) @ "m"
+    dist.HalfNormal(1.0) @ "s"
+    dist.Uniform(-1.0, 2.0) @ "w"
+    return dist.Normal(m, 1.0) @ "y"
+
+
+FLOW_GUIDE, (FLOW_PARAMS,) = ppl.vi.auto_flow(
+    flow_target, (), {"y": 0.4}, flow=lambda k, d: ppl.flows.affine_coupling(k, d, layers=2, width=8)
+)
+FLOW_PARAMS_NEW = jax.tree_util.tree_map(lambda x: x + 0.05 if eqx.is_inexact_array(x) else x, FLOW_PARAMS)
+
+
+def flow_guide_ref(cm, args):
+    """log q(x) = log q_flow(T^{-1}(x) - loc) + log|dT^{-1}/dx| by numpyro's transforms, all at the first address."""
+    (params,) = args
+    ts = [biject_to(c) for c in (nd.constraints.real, nd.constraints.positive, nd.constraints.interval(-1.0, 2.0))]
+    xs = [jnp.asarray(cm[a], jnp.float32) for a in ("m", "s", "w")]
+    u = jnp.stack([t.inv(x) for t, x in zip(ts, xs)])
+    log_det_inv = sum(-t.log_abs_det_jacobian(ui, x) for t, ui, x in zip(ts, u, xs))
+    log_q = eqx.filter_jit(lambda f, z: f.log_prob(z))(params["flow"], u - params["loc"]) + log_det_inv
+    return {("m",): entry(log_q), ("s",): entry(0.0), ("w",): entry(0.0)}
+
+
 def gen_case(spec: list[str]) -> Case:
     return Case(
         "gen[" + ",".join(spec) + "]",
@@ -361,6 +391,17 @@ CASES = [
         methods=frozenset({"simulate"}),
     ),
 ]
+CASES.append(
+    Case(
+        "auto_flow",
+        FLOW_GUIDE,
+        (FLOW_PARAMS,),
+        flow_guide_ref,
+        new_args=(FLOW_PARAMS_NEW,),
+        # one joint draw: no tractable conditionals, so no partial generate or regenerate
+        methods=frozenset({"simulate", "assess", "generate_full", "update"}),
+    )
+)
 IDS = [c.id for c in CASES]
 
 

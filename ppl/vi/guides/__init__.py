@@ -12,11 +12,13 @@ the model and are densities in unconstrained space pushed through
 ``AutoLowRankMultivariateNormal``  low-rank-plus-diagonal normal
 ``AutoDelta`` / ``auto_delta``     point mass (MAP)
 ``AutoLaplace`` / ``auto_laplace`` normal at the mode with the inverse Hessian
+``AutoFlow`` / ``auto_flow``       a normalizing flow over all latents (``ppl.flows``)
 =================================  ================================================
 """
 
 from ppl.vi.guides.base import AutoGuide
 from ppl.vi.guides.check import check_guide
+from ppl.vi.guides.flow import AutoFlow, auto_flow
 from ppl.vi.guides.laplace import AutoLaplace, auto_laplace
 from ppl.vi.guides.layout import LatentLayout, LatentSite, latent_layout, site_name
 from ppl.vi.guides.mvn import (
@@ -29,6 +31,7 @@ from ppl.vi.guides.normal import AutoDelta, AutoNormal, auto_delta, auto_normal
 
 __all__ = [
     "AutoDelta",
+    "AutoFlow",
     "AutoGuide",
     "AutoLaplace",
     "AutoLowRankMultivariateNormal",
@@ -37,6 +40,7 @@ __all__ = [
     "LatentLayout",
     "LatentSite",
     "auto_delta",
+    "auto_flow",
     "auto_laplace",
     "auto_low_rank_multivariate_normal",
     "auto_multivariate_normal",
