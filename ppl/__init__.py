@@ -39,7 +39,7 @@ from ppl.errors import PPLError
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("infer", "vi", "diagnostics")
+_SUBPACKAGES = ("infer", "vi", "diagnostics", "flows", "amortized")
 
 
 def __getattr__(name: str):

@@ -130,6 +130,10 @@ class EnumerationError(PPLError):
     """A discrete choice cannot be summed out (infinite or traced support, too many values, a value escaping)."""
 
 
+class AmortizedError(PPLError):
+    """Neural posterior estimation was given addresses, shapes, networks or observations that do not fit."""
+
+
 class FlowError(PPLError):
     """A normalizing flow was built or used with the wrong dimension, context shape or data."""
 

@@ -81,7 +81,7 @@ from .random_models import (
 
 TOL = dict(rtol=1e-4, atol=2e-3)
 # CI runs a fixed, derandomised set of examples; PPL_PROPERTY_EXAMPLES=200 explores more.
-EXAMPLES = int(os.environ.get("PPL_PROPERTY_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("PPL_PROPERTY_EXAMPLES", "3"))
 DRAWS = 2  # random constraint/selection draws per case and property
 # the references evaluate densities at the placeholder values of absent elements too (then unused)
 pytestmark = pytest.mark.filterwarnings("ignore:Out-of-support values:UserWarning")
