@@ -39,7 +39,7 @@ import ppl
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 sys.path.insert(0, str(HERE))
-from hierarchical_nuts import centred, load  # noqa: E402
+from hierarchical_nuts import centred, load
 
 
 def elbo_of(model, guide, obs, model_args, params, n: int = 4000) -> tuple[float, float]:

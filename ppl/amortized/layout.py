@@ -157,7 +157,9 @@ class SimulationLayout:
     # ------------------------------------------------------ observations
     def flatten_x(self, values: Any) -> Any:
         """Observed values (one simulation; a list in the order of ``observed``) -> flat ``x`` [D_x]."""
-        parts = [jnp.reshape(jnp.asarray(v, jnp.float32), (s.size,)) for s, v in zip(self.observed, values, strict=True)]
+        parts = [
+            jnp.reshape(jnp.asarray(v, jnp.float32), (s.size,)) for s, v in zip(self.observed, values, strict=True)
+        ]
         return jnp.concatenate(parts)
 
     def structure_x(self, x: Any) -> Any:
@@ -290,7 +292,9 @@ def simulation_layout(
 ) -> SimulationLayout:
     """Find the parameters' shapes and transforms and the observations' shapes (see the module docstring)."""
     if not isinstance(model, GenerativeFunction):
-        raise AmortizedError(f"npe: model must be a generative function (a @ppl.gen function), got {type(model).__name__}")
+        raise AmortizedError(
+            f"npe: model must be a generative function (a @ppl.gen function), got {type(model).__name__}"
+        )
     if not isinstance(args, tuple):
         raise AmortizedError(
             f"npe: args must be a tuple of the model's arguments, got {type(args).__name__}; for one argument write (x,)"

@@ -318,9 +318,13 @@ def npe(
     steps = steps if steps == 0 else _positive_int(steps, "steps")
     batch_size = _positive_int(batch_size, "batch_size")
     if dataset is None:
-        dataset = simulate_dataset(k_sim, model, args, parameters=parameters, observed=observed, simulations=simulations)
+        dataset = simulate_dataset(
+            k_sim, model, args, parameters=parameters, observed=observed, simulations=simulations
+        )
     elif not isinstance(dataset, SimulatedData):
-        raise AmortizedError(f"npe: dataset must come from ppl.amortized.simulate_dataset, got {type(dataset).__name__}")
+        raise AmortizedError(
+            f"npe: dataset must come from ppl.amortized.simulate_dataset, got {type(dataset).__name__}"
+        )
     else:
         from ppl.amortized.layout import simulation_layout
 
