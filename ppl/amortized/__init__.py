@@ -10,13 +10,14 @@ tractable density.
 
 Modules: :mod:`~ppl.amortized.layout` (parameters and observations as flat
 vectors, the unconstraining transforms), :mod:`~ppl.amortized.simulation`
-(the training set), :mod:`~ppl.amortized.npe` (the estimator and its
-training), :mod:`~ppl.amortized.posterior` (using it),
+(the training set), :mod:`~ppl.amortized.estimator` (``q(theta | x)``),
+:mod:`~ppl.amortized.npe` (training it), :mod:`~ppl.amortized.posterior` (using it),
 :mod:`~ppl.amortized.summary` (summary networks).
 """
 
+from ppl.amortized.estimator import NeuralPosterior
 from ppl.amortized.layout import ObservedSite, ParameterSite, SimulationLayout
-from ppl.amortized.npe import NeuralPosterior, NPEResult, default_optimizer, npe
+from ppl.amortized.npe import NPEResult, default_flow, default_optimizer, npe
 from ppl.amortized.posterior import PROPOSAL_ADDRESS, AmortizedPosterior, AmortizedProposal
 from ppl.amortized.simulation import SimulatedData, SkippedSimulationsWarning, simulate_dataset
 from ppl.amortized.summary import DeepSet, MLPSummary, deep_set, mlp_summary
@@ -35,6 +36,7 @@ __all__ = [
     "SimulationLayout",
     "SkippedSimulationsWarning",
     "deep_set",
+    "default_flow",
     "default_optimizer",
     "mlp_summary",
     "npe",

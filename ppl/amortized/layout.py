@@ -195,7 +195,10 @@ class SimulationLayout:
                     f"{where}: the observation at {format_address(s.address)} has shape {shape}, but the model's "
                     f"{format_address(s.address)} has shape {s.shape} (the shape NPE was trained on)"
                 )
-        return self.flatten_x(values)
+        if any(isinstance(v, jax.core.Tracer) for v in values):
+            return self.flatten_x(values)
+        # concrete values: flatten on the host (no compiled op per shape), one transfer
+        return jnp.asarray(np.concatenate([np.reshape(np.asarray(v, np.float32), (-1,)) for v in values]))
 
 
 # ------------------------------------------------------------ discovery

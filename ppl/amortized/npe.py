@@ -21,23 +21,34 @@ parameters), ``s_psi`` an optional summary network trained jointly (without
 one the context is the flat observation vector itself).
 
 **Standardisation.** Inside the estimator both ``u`` and ``x`` are z-scored
-componentwise with the mean and standard deviation of the kept simulations
-(a constant component keeps scale 1): the flow models ``v = (u - m_u) /
-s_u`` given ``z = (x - m_x) / s_x``, and ``log q(u | x) = log q(v | z) -
-sum log s_u``. The summary network, if any, reads ``z`` (reshaped to the
-observed values' shapes), never the raw ``x``. ``standardize=False`` turns
-both off.
+componentwise with the mean and standard deviation of the training
+simulations (a constant component keeps scale 1): the flow models ``v = (u
+- m_u) / s_u`` given ``z = (x - m_x) / s_x``, and ``log q(u | x) = log q(v |
+z) - sum log s_u`` (:mod:`ppl.amortized.estimator`). The summary network, if
+any, reads ``z`` (reshaped to the observed values' shapes), never the raw
+``x``. ``standardize=False`` turns both off.
 
 **Training** runs :func:`ppl.vi.fit` on the expectation
 ``E_i[log q(v_i | z_i)]``: each step draws ``batch_size`` simulations
 uniformly *with* replacement from that step's key (an unbiased estimate of
 the full-data mean and of its gradient), inside the compiled loop. (Drawing
 without replacement, ``fit(data=...)``, sorts all ``N`` indices every step:
-at ``N = 10^4`` that is about 15 times the cost of a step of a small flow on
-a CPU.) ``result.history`` is that minibatch mean of ``log q(v | z)`` per
-step. ``checkpoint=`` is passed to ``fit``: a run started again with the same
-key, model, simulations and checkpoint re-simulates the same data set and
-resumes where the checkpoint left off.
+at ``N = 10^4`` that costs more than ten times a step of a small flow on a
+CPU.) ``result.history`` is that minibatch mean of ``log q(v | z)`` per step.
+
+**Early stopping** (as ``sbi``). A random ``validation_fraction`` of the
+simulations (default 10 %) is held out; after every chunk of ``chunk_size``
+steps their mean ``log q`` is computed (``result.validation``), the
+networks with the best value are kept (``result.best_step``), and training
+stops after ``patience`` chunks without improvement. A flow trained too long
+on a fixed set of simulations overfits it: on the conjugate Gaussian model of
+the tests, a 5 x 50 MAF trained on 10^4 simulations for 10^4 steps put its
+posterior means 0.24 posterior sd (root mean square) from the exact ones, the
+same flow stopped early 0.16.
+
+**Checkpoints.** ``checkpoint=`` is passed to ``fit``: a run started again
+with the same key, model, simulations and checkpoint re-simulates the same
+data set and resumes where the checkpoint left off.
 """
 
 from __future__ import annotations
@@ -50,83 +61,18 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from ppl.amortized.layout import SimulationLayout
-from ppl.amortized.simulation import SimulatedData, _positive_int, simulate_dataset
+from ppl.amortized.estimator import NeuralPosterior, contexts
+from ppl.amortized.layout import SimulationLayout, simulation_layout
+from ppl.amortized.simulation import SimulatedData, _positive_int, layout_key, simulate_layout
 from ppl.core.address import format_address
 from ppl.core.generative_function import GenerativeFunction, check_key
 from ppl.errors import AmortizedError
 from ppl.flows import Flow, maf
 from ppl.vi.expectation import expectation
 from ppl.vi.fit import FitResult, fit
-
-# ------------------------------------------------------------------ the estimator
-
-
-def contexts(summary: Any, layout: SimulationLayout, z: Any) -> Any:
-    """Contexts ``[..., C]`` of standardised flat observations ``z`` ``[..., D_x]``."""
-    if summary is None:
-        return z
-    batch = z.shape[:-1]
-    flat = jnp.reshape(z, (-1, z.shape[-1]))
-    c = jax.vmap(lambda zi: summary(layout.structure_x(zi)))(flat)
-    return jnp.reshape(c, batch + c.shape[-1:])
-
-
-class NeuralPosterior(eqx.Module):
-    """``q(theta | x)``: a conditional flow over standardised unconstrained parameters (module docstring).
-
-    ``flow`` (a conditional :class:`ppl.flows.Flow`) and ``summary`` (an
-    equinox module or ``None``) are trained; ``theta_loc``/``theta_scale``
-    ``[D]`` and ``x_loc``/``x_scale`` ``[D_x]`` are the standardisation, fixed
-    from the simulations; ``layout`` maps vectors to the model's addresses.
-    All methods take one flat observation ``x`` ``[D_x]`` and are pure (run
-    them inside ``jit``).
-    """
-
-    flow: Flow
-    summary: Any
-    theta_loc: Any
-    theta_scale: Any
-    x_loc: Any
-    x_scale: Any
-    layout: SimulationLayout
-
-    def context(self, x: Any) -> Any:
-        """The flow's context ``[C]`` for a flat observation ``x`` ``[D_x]``."""
-        return contexts(self.summary, self.layout, (x - self.x_loc) / self.x_scale)
-
-    def conditional(self, x: Any) -> Flow:
-        """The flow over ``v = (u - theta_loc) / theta_scale`` given ``x``."""
-        return self.flow.given(self.context(x))
-
-    def log_prob_unconstrained(self, u: Any, x: Any) -> Any:
-        """``log q(u | x)`` for unconstrained vectors ``u`` ``[..., D]``."""
-        v = (u - self.theta_loc) / self.theta_scale
-        return self.conditional(x).log_prob(v) - jnp.sum(jnp.log(self.theta_scale))
-
-    def sample_unconstrained(self, key: Any, x: Any, n: int) -> tuple[Any, Any]:
-        """``(u [n, D], log q(u | x) [n])`` from one forward pass of the flow."""
-        v, lp = self.conditional(x).sample_and_log_prob(key, (n,))
-        return self.theta_loc + self.theta_scale * v, lp - jnp.sum(jnp.log(self.theta_scale))
-
-    def sample(self, key: Any, x: Any, n: int) -> tuple[list, Any]:
-        """``(values, log q(theta | x) [n])``: ``values[i]`` ``[n, *shape]`` for ``layout.parameters[i]``."""
-        u, lq = self.sample_unconstrained(key, x, n)
-        values, log_det = jax.vmap(self.layout.constrain)(u)
-        return values, lq - log_det
-
-    def log_prob(self, values: Sequence[Any], x: Any) -> Any:
-        """``log q(theta | x)`` ``[n]`` of constrained ``values`` (one ``[n, *shape]`` array per parameter)."""
-
-        def one(vals: Sequence[Any]) -> tuple[Any, Any]:
-            u = self.layout.unconstrain(vals)
-            return u, self.layout.constrain(u)[1]
-
-        u, log_det = jax.vmap(one)(list(values))
-        return self.log_prob_unconstrained(u, x) - log_det
-
 
 # -------------------------------------------------------------------- training
 
@@ -158,6 +104,18 @@ def _standardizer(a: Any, standardize: bool) -> tuple[Any, Any]:
     return loc, jnp.where(scale > 1e-8 * (1.0 + jnp.abs(loc)), scale, 1.0)
 
 
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _prepare(key: Any, theta: Any, x: Any, n_val: int, standardize: bool) -> tuple:
+    """Hold out ``n_val`` random simulations, standardise with the rest: one compiled program."""
+    n = theta.shape[0]
+    perm = jax.random.permutation(key, n) if n_val else jnp.arange(n)
+    train, val = perm[: n - n_val], perm[n - n_val :]
+    theta_loc, theta_scale = _standardizer(theta[train], standardize)
+    x_loc, x_scale = _standardizer(x[train], standardize)
+    v, z = (theta - theta_loc) / theta_scale, (x - x_loc) / x_scale
+    return (theta_loc, theta_scale, x_loc, x_scale), (v[train], z[train]), (v[val], z[val])
+
+
 def _context_size(summary: Any, layout: SimulationLayout) -> int:
     if summary is None:
         return layout.x_dim
@@ -180,19 +138,25 @@ def _context_size(summary: Any, layout: SimulationLayout) -> int:
     return int(out.shape[0])
 
 
+def default_flow(key: Any, dim: int, *, context_dim: int) -> Flow:
+    """``ppl.flows.maf(key, dim, context_dim=context_dim, layers=5, width=50)`` (``sbi``'s MAF)."""
+    return maf(key, dim, context_dim=context_dim, layers=5, width=50)
+
+
 def _build_flow(flow: Any, key: Any, layout: SimulationLayout, size: int, summary: Any) -> Flow:
     d = layout.theta_dim
     if flow is None:
-        flow = maf(key, d, context_dim=size, layers=5, width=50)
-    elif not isinstance(flow, Flow):
+        flow = default_flow
+    if not isinstance(flow, Flow):
         if not callable(flow):
             raise AmortizedError(
                 f"npe: flow must be a conditional ppl.flows.Flow or a constructor flow(key, dim, context_dim=...), "
                 f"got {type(flow).__name__}"
             )
-        flow = flow(key, d, context_dim=size)
-        if not isinstance(flow, Flow):
-            raise AmortizedError(f"npe: the flow constructor returned {type(flow).__name__}, not a ppl.flows.Flow")
+        built = flow(key, d, context_dim=size)
+        if not isinstance(built, Flow):
+            raise AmortizedError(f"npe: the flow constructor returned {type(built).__name__}, not a ppl.flows.Flow")
+        flow = built
     if flow.context_shape is None:
         raise AmortizedError("npe: the flow is unconditional; NPE needs a conditional flow (context_dim=...)")
     if flow.dim != d:
@@ -217,9 +181,11 @@ def _build_flow(flow: Any, key: Any, layout: SimulationLayout, size: int, summar
 class NPEResult:
     """A trained amortized posterior: ``result.posterior(x_obs)`` for any observation.
 
-    ``estimator``: the :class:`NeuralPosterior`; ``fit``: the
-    :class:`~ppl.vi.fit.FitResult` of training; ``num_simulations`` run and
-    ``num_skipped`` of them left out (non-finite).
+    ``estimator``: the :class:`NeuralPosterior` (the networks of
+    ``best_step``); ``fit``: the :class:`~ppl.vi.fit.FitResult` of training
+    (the last networks); ``num_simulations`` run and ``num_skipped`` of them
+    left out (non-finite); ``validation``: ``[chunks, 2]`` rows ``(step,
+    held-out mean log q)`` (``None`` without validation).
     """
 
     estimator: NeuralPosterior
@@ -228,6 +194,8 @@ class NPEResult:
     fit: FitResult
     num_simulations: int
     num_skipped: int
+    validation: Any = None
+    best_step: int = 0
 
     @property
     def layout(self) -> SimulationLayout:
@@ -263,6 +231,46 @@ class NPEResult:
         )
 
 
+def _validation_size(data: SimulatedData, fraction: float) -> int:
+    if isinstance(fraction, bool) or not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
+        raise AmortizedError(f"npe: validation_fraction must be in [0, 1), got {fraction!r}")
+    n = data.size
+    n_val = round(fraction * n)
+    if n - n_val < 2 or (fraction > 0 and n_val < 1):
+        raise AmortizedError(
+            f"npe: {n} finite simulation(s) are too few to train on"
+            + (f" and hold out validation_fraction={fraction} of them" if fraction else "")
+            + "; simulate more"
+        )
+    return n_val
+
+
+@eqx.filter_jit
+def _validation_log_q(nets: tuple, v: Any, z: Any, layout: SimulationLayout) -> Any:
+    flow, summary = nets
+    return jnp.mean(flow.given(contexts(summary, layout, z)).log_prob(v))
+
+
+class _EarlyStopping:
+    """A ``fit`` callback: held-out ``mean log q`` after every chunk; keeps the best networks, stops after
+    ``patience`` chunks without improvement."""
+
+    def __init__(self, v: Any, z: Any, layout: SimulationLayout, patience: int):
+        self.v, self.z, self.layout, self.patience = v, z, layout, patience
+        self.best, self.best_nets, self.best_step, self.wait = -jnp.inf, None, 0, 0
+        self.history: list[tuple[int, float]] = []
+
+    def __call__(self, state: Any) -> bool:
+        nets = state.params[0]
+        value = float(_validation_log_q(nets, self.v, self.z, self.layout))
+        self.history.append((state.step, value))
+        if np.isfinite(value) and value > self.best:
+            self.best, self.best_nets, self.best_step, self.wait = value, nets, state.step, 0
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+
 def npe(
     key: Any,
     model: GenerativeFunction,
@@ -275,9 +283,11 @@ def npe(
     flow: Any = None,
     summary: Any = None,
     standardize: bool = True,
-    steps: int = 5000,
+    steps: int = 10_000,
     batch_size: int = 256,
     optimizer: optax.GradientTransformation | None = None,
+    validation_fraction: float = 0.1,
+    patience: int = 4,
     chunk_size: int = 500,
     checkpoint: Any = None,
     checkpoint_every: int | None = None,
@@ -288,64 +298,66 @@ def npe(
     """Train an amortized posterior ``q(parameters | observed)`` on simulations of ``model`` (module docstring).
 
     Args:
-      key: PRNG key (simulations, network initialisation and training derive from it).
+      key: PRNG key (simulations, network initialisation, validation split and training derive from it).
       model, args: the model and its arguments. Only ``model.simulate`` is used.
       parameters: addresses (or namespaces) of the continuous choices to infer.
       observed: addresses (or namespaces) of the data: choices or ``ppl.deterministic`` values.
       simulations: number of simulations (ignored with ``dataset``).
       dataset: simulations made before (:func:`simulate_dataset` with the same parameters and observed).
       flow: a conditional :class:`ppl.flows.Flow` of dimension ``D`` with context ``[C]``, or a constructor
-        ``flow(key, D, context_dim=C)``; default ``ppl.flows.maf(key, D, context_dim=C, layers=5, width=50)``.
+        ``flow(key, D, context_dim=C)``; default :func:`default_flow`, ``ppl.flows.maf(key, D, context_dim=C,
+        layers=5, width=50)``.
       summary: ``None`` (the context is the flat observation, ``C = D_x``) or a summary network: a callable
         (an equinox module, trained jointly) from one standardised observation (the value of the one observed
         address, or ``{name: value}``) to a vector ``[C]``.
       standardize: z-score parameters and observations inside the estimator.
-      steps, batch_size: training steps and simulations per step (drawn with replacement).
+      steps, batch_size: at most this many training steps, of ``batch_size`` simulations (with replacement).
       optimizer: an optax optimiser; default :func:`default_optimizer` ``(steps)``.
+      validation_fraction: simulations held out; after every chunk their mean ``log q`` is computed, the best
+        networks are kept, and training stops after ``patience`` chunks without improvement (early stopping,
+        as ``sbi``). ``0``: no validation, the last networks are kept.
       chunk_size: steps per compiled chunk of ``ppl.vi.fit`` (a last, shorter chunk compiles once more).
-      checkpoint, checkpoint_every, resume, callbacks, progress_bar: as in :func:`ppl.vi.fit`.
+      checkpoint, checkpoint_every, resume, callbacks, progress_bar: as in :func:`ppl.vi.fit` (a resumed run
+        tracks the best networks from where it resumes).
 
     Returns:
       an :class:`NPEResult`.
 
     Raises:
       AmortizedError: an address the model does not make, a discrete parameter, a flow or summary network
-        that does not fit the parameters and observations.
+        that does not fit the parameters and observations (checked before simulating).
       NonFiniteObjectiveError: training met a non-finite loss or gradient (from ``ppl.vi.fit``).
     """
     key = check_key(key, "ppl.amortized.npe")
-    k_sim, k_flow, k_fit = jax.random.split(key, 3)
+    k_sim, k_flow, k_fit, k_split = jax.random.split(key, 4)
     steps = steps if steps == 0 else _positive_int(steps, "steps")
     batch_size = _positive_int(batch_size, "batch_size")
-    if dataset is None:
-        dataset = simulate_dataset(
-            k_sim, model, args, parameters=parameters, observed=observed, simulations=simulations
-        )
-    elif not isinstance(dataset, SimulatedData):
+    patience = _positive_int(patience, "patience")
+    if dataset is not None and not isinstance(dataset, SimulatedData):
         raise AmortizedError(
             f"npe: dataset must come from ppl.amortized.simulate_dataset, got {type(dataset).__name__}"
         )
-    else:
-        from ppl.amortized.layout import simulation_layout
-
-        expected = simulation_layout(model, args, parameters, observed, jax.random.fold_in(k_sim, 0x4C41594F))
-        if (expected.parameter_addresses, expected.observed_addresses) != (
-            dataset.layout.parameter_addresses,
-            dataset.layout.observed_addresses,
-        ):
-            raise AmortizedError(
-                f"npe: the dataset simulates {dataset.layout.describe()}, but parameters and observed name "
-                f"{', '.join(map(format_address, expected.parameter_addresses))} and "
-                f"{', '.join(map(format_address, expected.observed_addresses))}"
-            )
-    layout = dataset.layout
+    layout = simulation_layout(model, args, parameters, observed, layout_key(k_sim))
+    if dataset is not None and (layout.parameter_addresses, layout.observed_addresses) != (
+        dataset.layout.parameter_addresses,
+        dataset.layout.observed_addresses,
+    ):
+        raise AmortizedError(
+            f"npe: the dataset holds {dataset.layout.describe()}, but parameters and observed name "
+            f"{', '.join(map(format_address, layout.parameter_addresses))} and "
+            f"{', '.join(map(format_address, layout.observed_addresses))}"
+        )
     size = _context_size(summary, layout)
     flow = _build_flow(flow, k_flow, layout, size, summary)
+    if dataset is None:
+        dataset = simulate_layout(k_sim, model, args, layout, simulations)
+    layout = dataset.layout
 
-    theta_loc, theta_scale = _standardizer(dataset.theta, standardize)
-    x_loc, x_scale = _standardizer(dataset.x, standardize)
-    v = (dataset.theta - theta_loc) / theta_scale
-    z = (dataset.x - x_loc) / x_scale
+    n_val = _validation_size(dataset, validation_fraction)
+    (theta_loc, theta_scale, x_loc, x_scale), (v, z), (v_val, z_val) = _prepare(
+        k_split, dataset.theta, dataset.x, n_val, bool(standardize)
+    )
+    stopper = _EarlyStopping(v_val, z_val, layout, patience) if n_val else None
     optimizer = default_optimizer(steps) if optimizer is None else optimizer
     fitted = fit(
         k_fit,
@@ -355,15 +367,19 @@ def npe(
         steps,
         trainable=(True, False),
         chunk_size=chunk_size,
-        callbacks=callbacks,
+        callbacks=(*callbacks, *(() if stopper is None else (stopper,))),
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
         progress_bar=progress_bar,
     )
-    trained_flow, trained_summary = fitted.params[0]
-    estimator = NeuralPosterior(trained_flow, trained_summary, theta_loc, theta_scale, x_loc, x_scale, layout)
-    return NPEResult(estimator, model, args, fitted, dataset.num_simulations, dataset.num_skipped)
+    nets = fitted.params[0] if stopper is None or stopper.best_nets is None else stopper.best_nets
+    estimator = NeuralPosterior(*nets, theta_loc, theta_scale, x_loc, x_scale, layout)
+    validation = None if stopper is None else np.asarray(stopper.history, np.float64).reshape(-1, 2)
+    best_step = fitted.step if stopper is None or stopper.best_nets is None else stopper.best_step
+    return NPEResult(
+        estimator, model, args, fitted, dataset.num_simulations, dataset.num_skipped, validation, best_step
+    )
 
 
-__all__ = ["NPEResult", "NeuralPosterior", "default_optimizer", "npe"]
+__all__ = ["NPEResult", "NeuralPosterior", "default_flow", "default_optimizer", "npe"]

@@ -71,9 +71,10 @@ class AmortizedPosterior:
         self.estimator = result.estimator
         layout = self.estimator.layout
         self.x = layout.observation(x_obs, "NPEResult.posterior")
+        x = np.asarray(self.x)
         #: the observation as a ChoiceMap at the observed addresses
         self.observations = ChoiceMap(
-            {s.address: jnp.reshape(self.x[s.offset : s.offset + s.size], s.shape) for s in layout.observed}
+            {s.address: np.reshape(x[s.offset : s.offset + s.size], s.shape) for s in layout.observed}
         )
 
     @property
@@ -82,15 +83,13 @@ class AmortizedPosterior:
 
     def sample(self, key: Any, n: int) -> dict:
         """``n`` draws: ``{address: [n, ...]}`` (constrained; ``"mu"`` for a one-component address)."""
-        key = check_key(key, "AmortizedPosterior.sample")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise AmortizedError(f"AmortizedPosterior.sample: n must be a positive int, got {n!r}")
-        values, _ = _sample(self.estimator, key, self.x, n)
-        return {address_key(s.address): v for s, v in zip(self.layout.parameters, values)}
+        return self.sample_and_log_prob(key, n, "sample")[0]
 
-    def sample_and_log_prob(self, key: Any, n: int) -> tuple[dict, Any]:
-        """``(draws, log q(draws) [n])`` from one pass."""
-        key = check_key(key, "AmortizedPosterior.sample_and_log_prob")
+    def sample_and_log_prob(self, key: Any, n: int, where: str = "sample_and_log_prob") -> tuple[dict, Any]:
+        """``(draws, log q(draws | x_obs) [n])`` from one pass of the flow."""
+        key = check_key(key, f"AmortizedPosterior.{where}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise AmortizedError(f"AmortizedPosterior.{where}: n must be a positive int, got {n!r}")
         values, lq = _sample(self.estimator, key, self.x, n)
         return {address_key(s.address): v for s, v in zip(self.layout.parameters, values)}, lq
 

@@ -109,9 +109,21 @@ def simulate_dataset(
         between simulations, or no finite simulation at all.
     """
     key = check_key(key, "ppl.amortized.simulate_dataset")
+    layout = simulation_layout(model, args, parameters, observed, layout_key(key))
+    return simulate_layout(key, model, args, layout, simulations, chunk_size)
+
+
+def layout_key(key: Any) -> Any:
+    """The key the layout discovery of a run with ``key`` uses (so npe and simulate_dataset agree)."""
+    return jax.random.fold_in(key, 0x4C41594F)
+
+
+def simulate_layout(
+    key: Any, model: GenerativeFunction, args: tuple, layout: SimulationLayout, simulations: int, chunk_size: int = 1000
+) -> SimulatedData:
+    """:func:`simulate_dataset` for a layout found before."""
     simulations = _positive_int(simulations, "simulations")
     chunk_size = min(_positive_int(chunk_size, "chunk_size"), simulations)
-    layout = simulation_layout(model, args, parameters, observed, jax.random.fold_in(key, 0x4C41594F))
     keys = jax.random.split(key, simulations)
     pad = -simulations % chunk_size
     if pad:  # one compiled chunk shape: pad with repeated keys and drop their results
@@ -135,7 +147,7 @@ def simulate_dataset(
             f"npe: {skipped} of {simulations} simulations of {model.name} gave a NaN or infinite parameter or "
             "observation and were skipped (result.num_skipped)",
             SkippedSimulationsWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return SimulatedData(layout, jnp.asarray(theta[finite]), jnp.asarray(x[finite]), simulations, skipped)
 
