@@ -30,7 +30,9 @@ FAMILIES = {
     "spline_autoregressive": lambda k, d: pf.spline_autoregressive(k, d, layers=2, width=8, knots=5),
     "bnaf": lambda k, d: pf.block_neural_autoregressive(k, d, block_dim=4, fast="density"),
 }
-ONE_DIM = ["planar(leaky)", "radial", "maf", "spline_autoregressive", "bnaf"]
+ONE_DIM = ["planar(leaky)", "radial", "maf", "bnaf"]
+#: the families a VI guide samples from: their fresh draws are scored from the sampling pass
+SAMPLING_FAMILIES = {"iaf", "spline_coupling", "planar(leaky)"}
 #: flowjax's methods run op by op when called eagerly; compiled, as inside any ppl program
 log_prob = eqx.filter_jit(lambda flow, x: flow.log_prob(x))
 
@@ -59,6 +61,8 @@ def test_log_density_is_the_change_of_variables_with_a_brute_force_jacobian(name
     expected, x = jax.vmap(lambda e: brute_log_density(flow, e))(eps)
     # float32: the same quantity in exact arithmetic; BNAF's inverse is a bisection to ~1e-5
     np.testing.assert_allclose(log_prob(flow, x), expected, rtol=1e-3, atol=2e-3)
+    if name not in SAMPLING_FAMILIES:
+        return
 
     @eqx.filter_jit
     def fresh(f):
@@ -94,7 +98,7 @@ def test_one_dimensional_densities_integrate_to_one(name):
     np.testing.assert_allclose(float(jnp.trapezoid(dens, grid)), 1.0, atol=2e-3)
 
 
-@pytest.mark.parametrize("name", ["affine_coupling", "spline_coupling", "iaf", "radial"])
+@pytest.mark.parametrize("name", ["affine_coupling", "spline_coupling"])
 def test_two_dimensional_densities_integrate_to_one(name):
     flow = perturbed(FAMILIES[name](jax.random.key(9), 2), seed=10, scale=0.2)
     g = jnp.linspace(-10.0, 10.0, 401)
