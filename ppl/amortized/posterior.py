@@ -33,7 +33,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -183,31 +182,10 @@ class AmortizedProposal(GenerativeFunction):
 
     def _check_given(self, choices: ChoiceMap, method: str) -> str:
         """``"none"`` / ``"all"`` parameters given (else an AmortizedError naming them)."""
-        known = self.estimator.layout.parameter_addresses
-        extra = [a for a in choices.addresses() if a not in known]
-        if extra:
-            raise AmortizedError(
-                f"{self.name}.{method}: {', '.join(map(format_address, extra))} are not choices of the proposal "
-                f"(its choices are {', '.join(map(format_address, known))})"
-            )
-        present = []
-        for a, _, m in choices.masked_items():
-            if m is None:
-                present.append(a)
-            elif isinstance(m, jax.core.Tracer):
-                raise AmortizedError(f"{self.name}.{method}: a traced mask at {format_address(a)}; give whole values")
-            elif np.asarray(m).all():
-                present.append(a)
-        if not present:
-            return "none"
-        missing = [a for a in known if a not in present]
-        if missing:
-            raise AmortizedError(
-                f"{self.name}.{method}: values given for {', '.join(map(format_address, present))} but not for "
-                f"{', '.join(map(format_address, missing))}; a joint flow has no tractable conditionals, so give "
-                "every parameter or none"
-            )
-        return "all"
+        from ppl.vi.guides.flow import all_or_none
+
+        known = list(self.estimator.layout.parameter_addresses)
+        return all_or_none(choices, known, f"{self.name}.{method}", AmortizedError, "parameter")
 
     # ------------------------------------------------------------------- GFI
     def _simulate(self, key: Any, args: tuple) -> FlowTrace:

@@ -50,6 +50,43 @@ from ppl.vi.guides.layout import LatentLayout, latent_layout
 FLOW_ADDRESS = ("__ppl_flow__",)
 
 
+def all_or_none(choices: ChoiceMap, known: list, where: str, error: type, noun: str) -> str:
+    """``"none"`` or ``"all"`` of the ``known`` addresses given in ``choices``, for a joint draw.
+
+    A joint flow has no tractable conditionals, so anything in between (some
+    addresses, some elements of one, a traced mask, an unknown address) raises
+    ``error`` naming the addresses.
+    """
+    extra = [a for a in choices.addresses() if a not in known]
+    if extra:
+        raise error(
+            f"{where}: {', '.join(map(format_address, extra))} are not {noun} choices "
+            f"(the choices are {', '.join(map(format_address, known))})"
+        )
+    present = []
+    for a, _, m in choices.masked_items():
+        if m is None:
+            present.append(a)
+            continue
+        if isinstance(m, jax.core.Tracer):
+            raise error(f"{where}: a traced mask at {format_address(a)}; give whole values")
+        m = np.asarray(m)
+        if m.all():
+            present.append(a)
+        elif m.any():
+            raise error(f"{where}: the mask at {format_address(a)} keeps only some elements")
+    if not present:
+        return "none"
+    missing = [a for a in known if a not in present]
+    if missing:
+        raise error(
+            f"{where}: values given for {', '.join(map(format_address, present))} but not for "
+            f"{', '.join(map(format_address, missing))}; a joint flow has no tractable conditionals, so give "
+            f"every {noun} choice or none"
+        )
+    return "all"
+
+
 class FlowTrace(Trace):
     """Trace of :class:`AutoFlow`: the model's latents (constrained) and ``log q`` of them."""
 
@@ -177,35 +214,7 @@ class AutoFlow(GenerativeFunction):
 
     def _check_given(self, choices: ChoiceMap, method: str) -> str:
         """``"none"`` / ``"all"`` latents given (else a GuideError naming them)."""
-        known = set(self.layout.addresses)
-        extra = [a for a in choices.addresses() if a not in known]
-        if extra:
-            raise GuideError(
-                f"{self.name}.{method}: {', '.join(map(format_address, extra))} are not latent choices of the guide "
-                f"(its choices are {', '.join(map(format_address, known))})"
-            )
-        present = []
-        for a, _, m in choices.masked_items():
-            if m is None:
-                present.append(a)
-                continue
-            if isinstance(m, jax.core.Tracer):
-                raise GuideError(f"{self.name}.{method}: a traced mask at {format_address(a)}; give whole values")
-            m = np.asarray(m)
-            if m.all():
-                present.append(a)
-            elif m.any():
-                raise GuideError(f"{self.name}.{method}: the mask at {format_address(a)} keeps only some elements")
-        if not present:
-            return "none"
-        missing = [a for a in self.layout.addresses if a not in present]
-        if missing:
-            raise GuideError(
-                f"{self.name}.{method}: values given for {', '.join(map(format_address, present))} but not for "
-                f"{', '.join(map(format_address, missing))}; a joint flow has no tractable conditionals, so give "
-                "every latent or none"
-            )
-        return "all"
+        return all_or_none(choices, self.layout.addresses, f"{self.name}.{method}", GuideError, "latent")
 
     # ------------------------------------------------------------------- GFI
     def _simulate(self, key: Any, args: tuple) -> FlowTrace:
@@ -274,4 +283,4 @@ def auto_flow(
     return guide, guide.init_args
 
 
-__all__ = ["FLOW_ADDRESS", "AutoFlow", "FlowTrace", "auto_flow"]
+__all__ = ["FLOW_ADDRESS", "AutoFlow", "FlowTrace", "all_or_none", "auto_flow"]
