@@ -155,3 +155,7 @@ class MissingDrawsError(PPLError, KeyError):
 
     def __str__(self) -> str:  # KeyError would show the message in quotes
         return str(self.args[0]) if self.args else ""
+
+
+class TransformError(PPLError):
+    """A model transformation (``condition``, ``substitute``, ``do``, ``reparam``) was misused."""

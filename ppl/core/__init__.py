@@ -3,6 +3,7 @@
 from ppl.core.address import format_address, normalize
 from ppl.core.choicemap import ChoiceMap, Masked, choices, masked
 from ppl.core.context import eager
+from ppl.core.fixed import Fixed, FixedTrace, condition, do, substitute
 from ppl.core.gen import GenFunction, deterministic, factor, gen, sample
 from ppl.core.generative_function import GenCall, GenerativeFunction
 from ppl.core.mixture import Mixture, mixture
@@ -24,6 +25,8 @@ __all__ = [
     "ChoiceTrace",
     "DeterministicTrace",
     "FactorTrace",
+    "Fixed",
+    "FixedTrace",
     "GenCall",
     "GenFunction",
     "GenTrace",
@@ -41,7 +44,9 @@ __all__ = [
     "VmapTrace",
     "choices",
     "cond",
+    "condition",
     "deterministic",
+    "do",
     "eager",
     "factor",
     "format_address",
@@ -56,6 +61,7 @@ __all__ = [
     "select",
     "select_all",
     "select_none",
+    "substitute",
     "switch",
     "to_unconstrained",
     "unconstrained_init",

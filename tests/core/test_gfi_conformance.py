@@ -234,6 +234,25 @@ def tempered_ref(cm, args):
     return out
 
 
+def conditioned_ref(cm, args):
+    # ppl.condition(obs_model, OBS): the data are not choices; their density is a factor
+    return tempered_ref(cm, (1.0, OBS, args[0]))
+
+
+def intervened_ref(cm, args):
+    # ppl.do(obs_model, {"s": 0.8}): s leaves the model with its density; y1 sees s = 0.8
+    (a,) = args
+    mu, k = cm["mu"], np.asarray(cm["k"])
+    out = {
+        ("mu",): entry(nd.Normal(a, 1.0).log_prob(mu)),
+        ("y1",): entry(nd.Normal(mu, 0.8).log_prob(cm["y1"])),
+        ("ys", "z"): entry(nd.Normal(mu + jnp.arange(3.0), 1.0).log_prob(cm["ys", "z"])),
+        ("k",): entry(nd.Bernoulli(0.5).log_prob(k)),
+    }
+    out.update(nest_entries("br", switch_entries(k, cm["br"], mu, branches=(0, 1))))
+    return out
+
+
 # --- ppl.vi.marginal / normalize: density *estimates*, exact in these cases --------
 
 
@@ -369,6 +388,8 @@ CASES = [
         tempered_ref,
         new_args=(jnp.float32(0.7), OBS, 0.4),
     ),
+    Case("condition", ppl.condition(obs_model, OBS), (0.2,), conditioned_ref, new_args=(0.6,)),
+    Case("do", ppl.do(obs_model, {"s": jnp.float32(0.8)}), (0.2,), intervened_ref, new_args=(-0.3,)),
     Case(
         "marginal",
         ppl.vi.marginal(joint_independent, "psi", particles=3),
