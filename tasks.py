@@ -14,6 +14,13 @@ Only Python 3.11+ is needed: the first run makes a virtual environment in
                                         # newest jax/numpyro and ArviZ 1.x
     python3 tasks.py test --env all     # .venv, then .venv-py312; fails if either fails
 
+In .venv-py312 the default run leaves out the tests marked ``slow`` (long
+statistical batteries: posteriordb reference posteriors, sampler grids,
+end-to-end training; every code path they use is also run by fast tests),
+so that CI runs both environments in its time budget; pass pytest
+arguments to choose otherwise, e.g. ``--env py312 -q -n 2 --dist loadfile``
+for everything.
+
 The Python for py312 is found through pyenv, `python3.12`/`python3.13`/...
 on PATH or /root/.pyenv/versions/3.12*/ (or named by PPL_PYTHON312). If none
 is found the run fails; outside CI (no CI=true) `--env all` then warns loudly
@@ -125,12 +132,13 @@ def loud(msg: str) -> None:
     print(f"\n{bar}\n{msg}\n{bar}\n", file=sys.stderr, flush=True)
 
 
-def run_tests(env: Env, args: list[str]) -> int:
+def run_tests(env: Env, args: list[str], fast_only: bool = False) -> int:
     env.ensure(EXTRAS["test"])
     environ = dict(os.environ, PYTHONUNBUFFERED="1")
-    print(f"== pytest in {env.name}", flush=True)
     # two worker processes (pytest-xdist), each test file on one worker so its compiled programs are reused
-    default = ["-q", "-n", "2", "--dist", "loadfile"]
+    default = ["-q", "-n", "2", "--dist", "loadfile"] + (["-m", "not slow"] if fast_only else [])
+    what = "tests not marked slow" if fast_only and not args else "pytest " + " ".join(args or default)
+    print(f"== {what} in {env.name}", flush=True)
     return subprocess.call([str(env.py), "-m", "pytest", *(args or default)], cwd=ROOT, env=environ)
 
 
@@ -161,7 +169,7 @@ def test(argv: list[str]) -> int:
             if which == "py312" or in_ci:
                 return 1
         else:
-            codes[env.name] = run_tests(env, argv)
+            codes[env.name] = run_tests(env, argv, fast_only=True)
     if len(codes) > 1:
         print("== " + ", ".join(f"{k}: {'passed' if c == 0 else f'FAILED (exit {c})'}" for k, c in codes.items()))
     return next((c for c in codes.values() if c != 0), 0)

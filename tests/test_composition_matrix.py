@@ -193,6 +193,7 @@ def check_against_exact(objective, method, n, seed):
     assert_unbiased(g, jax.grad(exact_hmm)(TH, method), "d/dth E[log Z_hat]")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [None, "multinomial", "systematic"])
 def test_particle_filter_gradient_is_exact_in_expectation(method):
     if method is not None:
@@ -224,12 +225,14 @@ def smc_program(key, th, resample):
     return pc.log_marginal_likelihood()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resample", [False, True, "adaptive"])
 def test_smc_steps_gradient_is_exact_in_expectation(resample):
     objective = ppl.vi.expectation(lambda key, th: smc_program(key, th, resample))
     check_against_exact(objective, "multinomial" if resample else None, 4000, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resampling_gradient", [False, True])
 def test_fivo_agrees_with_the_particle_filter(resampling_gradient):
     fivo = ppl.vi.fivo(
@@ -279,6 +282,7 @@ def _tempered(key, m0):
     ).log_marginal_likelihood()
 
 
+@pytest.mark.slow
 def test_tempered_smc_inside_an_expectation():
     objective = ppl.vi.expectation(_tempered)
     # the same estimate as outside an expectation, key for key
@@ -430,6 +434,7 @@ KERNELS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(KERNELS))
 def test_rejuvenation_inside_an_expectation_keeps_z_hat_unbiased(name):
     kernel = KERNELS[name]()

@@ -5,12 +5,14 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 spec = importlib.util.spec_from_file_location("vae_example", Path(__file__).parents[1] / "examples" / "vae.py")
 vae = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(vae)
 
 
+@pytest.mark.slow
 def test_short_training_run_and_bound_ordering(tmp_path):
     results = vae.main(["--steps", "300", "--out", str(tmp_path / "vae.png")])
     assert (tmp_path / "vae.png").exists()

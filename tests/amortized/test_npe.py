@@ -122,6 +122,7 @@ def trained(simulations):
     )
 
 
+@pytest.mark.slow
 def test_amortized_posterior_matches_the_conjugate_posterior_for_new_data(trained):
     assert trained.num_skipped == 0 and trained.layout.theta_dim == 3 and trained.layout.x_dim == 15
     n = N_DRAWS
@@ -296,6 +297,7 @@ def test_non_finite_simulations_are_skipped_and_counted(flaky_data):
     assert flaky_data.layout.observed[1].deterministic and flaky_data.layout.x_dim == 15
 
 
+@pytest.mark.slow
 def test_a_simulator_without_a_density_trains_with_a_summary_network(flaky_data, flaky_networks):
     res = train_flaky(flaky_data, flaky_networks, 1500)
     assert res.num_skipped == flaky_data.num_skipped and res.num_simulations == FLAKY_SIMULATIONS

@@ -158,6 +158,7 @@ def test_top_level_choices_use_the_joint_grid_around_the_structured_sums():
     np.testing.assert_allclose(got, logsumexp(jnp.array(terms)), rtol=1e-5)  # exact enumeration: float rounding only
 
 
+@pytest.mark.slow
 def test_nuts_sums_out_mixture_assignments_and_matches_the_grid_posterior():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-2, 1, 25), rng.normal(2, 1, 15)]).astype(np.float32)
@@ -393,6 +394,7 @@ def test_infer_discrete_refuses_nested_summed_levels():
         ppl.infer.infer_discrete(jax.random.key(0), model, (), {"pts": {"x": XS}})
 
 
+@pytest.mark.slow
 def test_gibbs_block_with_nuts_samples_the_hmm_posterior_of_means_and_states():
     """cycle(nuts on the means, gibbs_block on the states) against NUTS with the states summed out.
 

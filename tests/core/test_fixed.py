@@ -100,6 +100,7 @@ def test_condition_versus_do_on_the_same_value():
     assert abs(float(pc.log_marginal_likelihood()) - logn(0.7, 0.0, np.sqrt(2.0))) < 5 * se_log_z
 
 
+@pytest.mark.slow
 def test_nuts_on_a_conditioned_model_needs_no_observations():
     # a | y = 1.5 ~ N(0.5, sqrt(2/3)) (prior N(0,1), y | a ~ N(a, sqrt 2) once b is integrated out)
     r = ppl.infer.nuts(

@@ -23,6 +23,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,6 +44,7 @@ def total(d: dict) -> float:
     return float(sum(d.values()))
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(spec=specs, seed=st.integers(0, 2**16))
 def test_gfi_weights_match_reference(spec, seed):
@@ -107,6 +109,7 @@ def _same(x, y) -> bool:
     return bool(np.all(np.asarray(x) == np.asarray(y)))
 
 
+@pytest.mark.slow
 @settings(
     max_examples=max(3, EXAMPLES // 3), deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )

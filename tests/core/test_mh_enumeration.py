@@ -16,6 +16,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 
 import ppl
@@ -93,6 +94,7 @@ def test_mh_on_discrete_chain_matches_enumeration():
     chi_square_check(samples, dict(zip(states, probs)))
 
 
+@pytest.mark.slow
 def test_mh_through_a_branch_change_matches_enumeration():
     # states: (p, x, e) with e = 0 (absent) in branch a
     complete = [({"p": 0, "c": {"x": x}}, (0, x, 0)) for x in range(2)]

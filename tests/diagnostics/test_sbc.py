@@ -123,6 +123,7 @@ def test_importance_sampling_particles_pass() -> None:
     assert result.passes(alpha=0.01), result.test()
 
 
+@pytest.mark.slow
 def test_nuts_result_adapter_runs() -> None:
     def infer(key, obs):
         # 2 chains x 50 draws: fewer draws per chain than the runner's R-hat check needs, so no warning

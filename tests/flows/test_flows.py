@@ -54,6 +54,7 @@ def brute_log_density(flow: pf.Flow, eps):
     return jnp.sum(jax.scipy.stats.norm.logpdf(eps)) - jnp.linalg.slogdet(J)[1], bij.transform(eps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_log_density_is_the_change_of_variables_with_a_brute_force_jacobian(name):
     flow = perturbed(FAMILIES[name](jax.random.key(1), 3), seed=2)
@@ -87,6 +88,7 @@ def test_planar_tanh_scores_its_own_draws_without_an_inverse():
         log_prob(d, x)  # a value from elsewhere needs the inverse, which tanh planar layers lack
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ONE_DIM)
 def test_one_dimensional_densities_integrate_to_one(name):
     flow = perturbed(FAMILIES[name](jax.random.key(7), 1), seed=8, scale=0.2)

@@ -134,6 +134,7 @@ def site_draws() -> ppl.ChoiceMap:
     return pc.traces.choices
 
 
+@pytest.mark.slow
 def test_every_particle_gets_independent_draws(site_draws: ppl.ChoiceMap) -> None:
     cm = site_draws
     n = 4000

@@ -68,6 +68,7 @@ def test_gibbs_support_follows_argument_values_across_runs() -> None:
     assert compiled[1] == compiled[0]  # same shapes: the second run reused the compiled program
 
 
+@pytest.mark.slow
 def test_gibbs_kernel_does_not_keep_the_first_support() -> None:
     """Used directly: a trace with n = 7 after one with n = 3 can move to k = 7."""
     kernel = K.gibbs("k")
@@ -121,6 +122,7 @@ def check_mean(draws: np.ndarray, exact: float) -> None:
     assert abs(float(draws.mean()) - exact) < tol, (float(draws.mean()), exact, tol)
 
 
+@pytest.mark.slow
 def test_run_mcmc_on_a_mixture_with_a_shared_continuous_address() -> None:
     """Both components make ("m", "value", "x"): Gibbs on the component, HMC on x."""
     y = 1.0
@@ -155,6 +157,7 @@ def near_high():
     return dist.Normal(0.5, 1.0) @ "x"
 
 
+@pytest.mark.slow
 def test_nuts_on_a_cond_whose_branches_share_their_choice() -> None:
     y = 1.0
     r = ppl.infer.nuts(
@@ -185,6 +188,7 @@ def test_choices_of_some_branches_only_raise_a_ppl_error_naming_them() -> None:
         ppl.infer.run_mcmc(jax.random.key(0), kernel, branch_specific, (), {"y": 1.0}, **opts)
 
 
+@pytest.mark.slow
 def test_observed_index_leaves_the_taken_branch_only() -> None:
     """With i observed, ("s", "x") is never made: NUTS samples ("s", "z") alone."""
     r = ppl.infer.nuts(
@@ -208,6 +212,7 @@ def standard_normal():
     dist.Normal(0.0, 1.0) @ "x"
 
 
+@pytest.mark.slow
 def test_chains_in_separate_modes_are_reported() -> None:
     init = {"x": jnp.array([-10.0, -10.0, -10.0, 10.0])}  # chain 3 starts in the other mode
     with pytest.warns(ConvergenceWarning, match=r"R-hat > 1.01 at x .*chain\(s\) \[3\] sit apart"):
@@ -217,6 +222,7 @@ def test_chains_in_separate_modes_are_reported() -> None:
         )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_well_mixed_chains_are_not_reported() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -251,6 +257,7 @@ def _model_with_prior_mean(m0):
     return model
 
 
+@pytest.mark.slow
 def test_runs_on_rebuilt_equal_models_use_each_models_own_captured_values():
     # Both models have the same code and structure (one compiled program), but each
     # captures its own prior mean: the posterior of mu given y = 0 is N(m0 / 2, 1/2).

@@ -71,6 +71,7 @@ RUNNERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", sorted(RUNNERS))
 def test_runner_recovers_conjugate_posteriors(algorithm: str) -> None:
     result = RUNNERS[algorithm](

@@ -166,6 +166,7 @@ def test_exact_start_has_posterior_moments(start) -> None:
     assert_invariant(start)  # the reference draws themselves pass the check
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_kernel_leaves_posterior_invariant(name: str, start) -> None:
     kernel = KERNELS[name]()

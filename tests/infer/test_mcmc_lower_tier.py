@@ -100,6 +100,7 @@ def test_exact_start_passes_the_check(start) -> None:
     assert_exact_moments(np.asarray(start.choices["mu"], float))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LOWER))
 def test_lower_tier_step_leaves_exact_posterior_invariant(name: str, start) -> None:
     build, eps, imm = LOWER[name]
@@ -128,6 +129,7 @@ def test_lower_tier_takes_parameters_per_call(start) -> None:
     assert_exact_moments(np.asarray(run(start, jax.random.key(3)).choices["mu"], float))
 
 
+@pytest.mark.slow
 def test_upper_tier_is_lower_tier_with_fixed_parameters(start) -> None:
     tr = jax.tree_util.tree_map(lambda x: x[0], start)
     imm = jnp.array([0.2, 1.0])
@@ -209,6 +211,7 @@ def exact_mixed() -> dict:
     return {"k": (w[1], np.sqrt(w[1] * w[0])), "mu": (e1, np.sqrt(e2 - e1**2))}
 
 
+@pytest.mark.slow
 def test_cycle_nuts_gibbs_warmup_adapts_and_matches_exact_posterior() -> None:
     kernel = K.cycle(K.nuts(ppl.select("mu")), K.gibbs("k"))  # no step size: adapted
     r = ppl.infer.run_mcmc(

@@ -42,6 +42,7 @@ def result():
     return run()
 
 
+@pytest.mark.slow
 def test_result_holds_constrained_draws_and_deterministic_sites(result) -> None:
     s = result.samples
     assert set(s) == {"mu", "tau", "z", "theta"}
@@ -106,6 +107,7 @@ def test_dense_mass_matrix() -> None:
     np.testing.assert_allclose(r.inverse_mass_matrix, np.swapaxes(r.inverse_mass_matrix, 1, 2), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_divergences_are_counted_and_reported() -> None:
     @ppl.gen
     def funnel():

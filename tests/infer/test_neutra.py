@@ -48,6 +48,7 @@ def run(model):
         )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_neutra_samples_the_funnel_where_plain_nuts_cannot(trained):
     guide, params = trained
     plain = run(funnel)
@@ -66,6 +67,7 @@ def test_neutra_samples_the_funnel_where_plain_nuts_cannot(trained):
     assert ess > 4 * ess_plain, (ess, ess_plain)
 
 
+@pytest.mark.slow
 def test_neutra_is_exact_on_a_gaussian_whatever_the_guide():
     """An untrained flow is a poor guide, but the NeuTra target is still p(x | y) exactly."""
 

@@ -87,6 +87,7 @@ def test_locally_optimal_proposal_is_exact_and_lower_variance(bootstrap: dict) -
     assert sd < bootstrap["logz"].std(ddof=1)
 
 
+@pytest.mark.slow
 def test_rejuvenation_keeps_the_filter_exact() -> None:
     out = replicates(lg_model, (T,), OBS, rejuvenation=MH_X, rejuvenation_steps=2)
     check_logz(out["logz"], LOGZ)
@@ -233,6 +234,7 @@ def tilted_evidence(observe_z: bool) -> float:
     return integrate.quad(integrand, -12, 12, epsabs=1e-14)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "observe_z, proposal", [(False, None), (True, None), (True, x0_proposal)], ids=["factor", "observed", "proposal"]
 )

@@ -58,6 +58,7 @@ FIRST_HALF = [
 SECOND_HALF = [n for n in P.NAMES if n not in FIRST_HALF]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIRST_HALF)
 def test_posteriordb_nuts_matches_reference(name: str) -> None:
     check_posterior(name)
@@ -86,6 +87,7 @@ def check_posterior(name: str) -> None:
     assert result.num_divergences <= 10, f"{name}: {result.num_divergences} divergent transitions"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [14, 45])
 def test_arma11_default_init_matches_reference_means(seed: int) -> None:
     """arma11 with the default (multi-start) initialisation: every chain in the main mode.

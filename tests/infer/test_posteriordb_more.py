@@ -7,6 +7,7 @@ import pytest
 from tests.infer.test_posteriordb import SECOND_HALF, check_posterior
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SECOND_HALF)
 def test_posteriordb_nuts_matches_reference(name: str) -> None:
     check_posterior(name)

@@ -44,6 +44,7 @@ def posterior():
     )
 
 
+@pytest.mark.slow
 def test_posterior_predictive_from_a_result(posterior) -> None:
     x_new = jnp.array([0.5, 3.0])
     pp = ppl.infer.predictive(jax.random.key(2), regression, (x_new,), posterior)

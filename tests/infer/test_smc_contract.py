@@ -55,6 +55,7 @@ def reveal_steps(ys: np.ndarray) -> list:
     return [((t,), {"steps": {"y": ppl.masked(jnp.asarray(ys), jnp.arange(t) < k)}}) for k in range(t + 1)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ess_threshold", [0.5, 0.0], ids=["adaptive", "never"])
 def test_data_revealed_by_masks_gives_an_unbiased_evidence(ess_threshold: float) -> None:
     log_z = kalman(YS)[0]
@@ -99,6 +100,7 @@ def four_ys():
         dist.Normal(mu, S) @ ("y", i)
 
 
+@pytest.mark.slow
 def test_accumulated_observations_are_not_counted_twice() -> None:
     # step k observes y_0..y_k (unmasked, accumulated): y_0..y_{k-1} are data given again, y_k overwrites a draw
     steps = [((), {("y", i): Y4[i] for i in range(k + 1)}) for k in range(len(Y4))]
@@ -191,6 +193,7 @@ def normal_normal_elements():
     ppl.vmap(one_y, in_axes=(None,), axis_size=len(Y_NORMAL))(mu) @ "ys"
 
 
+@pytest.mark.slow
 def test_importance_then_extend_on_revealed_data_gives_an_unbiased_evidence() -> None:
     # mu ~ N(M0, S0), y_i ~ N(mu, S), i < 5: importance with y_0, y_1 observed by mask, then
     # resample_adaptive / extend revealing y_2, y_3, y_4. Z_hat must be unbiased for the closed-form evidence

@@ -58,6 +58,7 @@ def check_logz(logz: np.ndarray, exact: float) -> float:
     return sd
 
 
+@pytest.mark.slow
 def test_smc_driver_bootstrap_and_proposal_match_kalman() -> None:
     exact = kalman(YS)[0]
     sd_boot = check_logz(run_replicates(ess_threshold=0.5), exact)

@@ -105,6 +105,7 @@ def replicates(name: str):
     return run, obs, exact
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CONJUGATE))
 def test_tempered_smc_recovers_conjugate_posterior_and_evidence(name: str) -> None:
     run, obs, exact = replicates(name)
@@ -175,6 +176,7 @@ def vector_normal_exact() -> tuple[np.ndarray, float]:
     return Y_VEC.sum(axis=1) / S_OBS**2 / prec, prec**-0.5
 
 
+@pytest.mark.slow
 def test_default_kernel_recovers_a_sharp_multivariate_posterior() -> None:
     reps, n = 6, 1000
 
@@ -197,6 +199,7 @@ def test_default_kernel_recovers_a_sharp_multivariate_posterior() -> None:
     assert np.all(unique > n / 2)
 
 
+@pytest.mark.slow
 def test_default_kernel_is_unbiased_for_the_evidence_on_a_constrained_latent() -> None:
     # beta-binomial (p in (0, 1): the default HMC moves logit p); Z_hat / Z has mean 1
     model, obs, _, exact = CONJUGATE["beta-binomial"]
@@ -209,6 +212,7 @@ def test_default_kernel_is_unbiased_for_the_evidence_on_a_constrained_latent() -
     assert abs(ratio.mean() - 1.0) < 4 * ratio.std(ddof=1) / math.sqrt(reps), ratio.mean()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel, steps", [("prior-mh", 3), ("default", 0)], ids=["prior-mh", "no-moves"])
 def test_collapsed_cloud_warns(kernel: str, steps: int) -> None:
     k = ppl.infer.kernels.mh(ppl.select_all()) if kernel == "prior-mh" else None

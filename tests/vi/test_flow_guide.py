@@ -38,6 +38,7 @@ def small_flow(key, d):
     return pf.affine_coupling(key, d, layers=2, width=8)
 
 
+@pytest.mark.slow
 def test_density_is_the_flow_density_times_the_brute_force_jacobian():
     guide, (params,) = ppl.vi.auto_flow(constrained, (), {"y": 0.4}, flow=small_flow)
     assert guide.layout.names == ["m", "s", "w", "v"] and guide.layout.size == 5
@@ -88,6 +89,7 @@ def elbo_after_fit(guide, gargs, steps):
     return vals.mean(), vals.std() / np.sqrt(len(vals))
 
 
+@pytest.mark.slow
 def test_flow_guide_reaches_the_evidence_on_a_banana_where_mean_field_cannot():
     log_z = banana_log_z(0.3)
     flow_guide, fargs = ppl.vi.auto_flow(banana, (), {"o": 0.3}, flow=lambda k, d: pf.iaf(k, d, layers=3, width=32))
@@ -102,6 +104,7 @@ def test_flow_guide_reaches_the_evidence_on_a_banana_where_mean_field_cannot():
     assert e_flow - e_norm > 0.25 + 4 * np.hypot(se_flow, se_norm)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "objective",
     [
@@ -130,6 +133,7 @@ def test_every_objective_trains_the_flow_guide(objective):
 # ------------------------------------------------------------------ bad input
 
 
+@pytest.mark.slow
 def test_bad_input_names_dimensions_and_addresses():
     with pytest.raises(GuideError, match=r"dimension 3, but .* dimension 5 \(m: 1, s: 1, w: 1, v: 2\)"):
         ppl.vi.auto_flow(constrained, (), {"y": 0.4}, flow=pf.maf(jax.random.key(0), 3, layers=1, width=4))

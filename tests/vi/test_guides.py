@@ -223,6 +223,7 @@ def regression(x):
     return dist.Normal(mean, 0.5).to_event(1) @ "y"
 
 
+@pytest.mark.slow
 def test_laplace_matches_the_analytic_gaussian_posterior():
     x = jnp.linspace(-1.0, 1.0, 7)
     y = 0.7 * x - 0.3 + 0.2 * x**2 + jnp.array([0.1, -0.2, 0.05, 0.0, 0.15, -0.1, 0.02])

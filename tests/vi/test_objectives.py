@@ -205,6 +205,7 @@ CAT_ARGS = ((jnp.array([-1.0, 0.5, 2.0]),), (jnp.array([0.3, -0.2, 0.1]),))
 CAT_OBS = ppl.choices(x=X_OBS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "objective",
     [
@@ -329,6 +330,7 @@ def h_reverse(z_choices, loc, direction, log_scale, r_params):
     dist.Normal(jnp.dot(w, z_choices["z"]) + b, jnp.exp(log_s)) @ "psi"
 
 
+@pytest.mark.slow
 def test_hierarchical_family_beats_mean_field_on_a_correlated_posterior():
     mf = ppl.vi.elbo(h_model, h_mean_field, H_OBS)
     mf_params = train(mf, ((), (jnp.zeros(2), jnp.full(2, -1.0))), steps=500, lr=0.05, seed=8, average_last=100)
@@ -457,6 +459,7 @@ def kalman_log_z():
     return total
 
 
+@pytest.mark.slow
 def test_fivo_bound_is_below_log_z_and_tightens_with_particles():
     model = ppl.scan(ssm_step)
     guide = ppl.scan(ssm_guide_step)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
@@ -73,6 +74,7 @@ def _exact_log_evidence():
     return float(logsumexp(jnp.array(terms)))
 
 
+@pytest.mark.slow
 def test_iwae_with_summed_assignments_bounds_the_exact_evidence():
     log_z = _exact_log_evidence()
     loc = jnp.array([-2.0, 0.7, 3.2])
