@@ -16,7 +16,7 @@ Only Python 3.11+ is needed: the first run makes a virtual environment in
 
 In .venv-py312 the default run leaves out the tests marked ``slow`` (long
 statistical batteries: posteriordb reference posteriors, sampler grids,
-end-to-end training; every code path they use is also run by fast tests),
+end-to-end training; much of the code they use is run by fast tests too),
 so that CI runs both environments in its time budget; pass pytest
 arguments to choose otherwise, e.g. ``--env py312 -q -n 2 --dist loadfile``
 for everything.
