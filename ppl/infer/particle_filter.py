@@ -56,7 +56,10 @@ under ``jit``, XLA drops that work.
 **Custom proposals** are generative functions called with ``(c, x_t,
 obs_t)``: the previous carry, the scan input at ``t`` and the observations of
 step ``t`` as a :class:`~ppl.ChoiceMap` of kernel addresses (``obs_t["y"]``);
-their choices are latent addresses of the kernel.
+their choices are latent addresses of the kernel. A proposal may also be a
+``ppl.scan`` of its own (with ``proposal_args``), whose carry travels and is
+resampled with each particle: the learned proposals of FIVO/VSMC, which
+:func:`ppl.vi.fivo` trains by running this filter inside an expectation.
 
 Particles are vectorised with one batched random draw per site
 (:mod:`ppl.infer.particle_vmap`) and resampled in O(N) (:mod:`ppl.infer.resampling`),
@@ -243,6 +246,8 @@ def _particle_filter(
     ksteps,
     initial_proposal,
     initial_proposal_args,
+    proposal_args,
+    resampling_gradient,
 ):
     resampler = resampling_mod.get_resampler(method)
     kernel_gf = scan.kernel
@@ -308,12 +313,26 @@ def _particle_filter(
         xs = jax.tree_util.tree_map(lambda v: jnp.swapaxes(v, 0, 1), xs)
 
     conditioned = tempered(kernel_gf) if kernel is not None else None
+    scan_proposal = isinstance(proposal, Scan)
+    if scan_proposal:
+        q_carry, q_xs, q_steps = proposal._split_args(proposal_args)
+        if q_steps != num_steps:
+            raise InferenceError(
+                f"{WHERE}: the proposal {proposal.name} runs {q_steps} steps but the model's scan runs {num_steps}"
+            )
+        q_carry = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(_strong(v), (n, *jnp.shape(v))), q_carry)
+    else:
+        q_carry, q_xs = (), jnp.zeros((num_steps, 0))
 
-    def propagate(k: Any, c: Any, x_t: Any, obs_t: ChoiceMap) -> tuple[Any, Any]:
+    def propagate(k: Any, c: Any, x_t: Any, obs_t: ChoiceMap, cq: Any, xq_t: Any) -> tuple[Any, Any, Any]:
         proposed, q_score = ChoiceMap.empty(), 0.0
         if proposal is not None:
             k, k_q = jax.random.split(k)
-            q = proposal.simulate(k_q, (c, x_t, obs_t))
+            if scan_proposal:  # the proposal's own kernel, with its own carry
+                q = proposal.kernel.simulate(k_q, (cq, xq_t))
+                cq = q.retval[0]
+            else:
+                q = proposal.simulate(k_q, (c, x_t, obs_t))
             proposed, q_score = q.choices, q.score
             observed_overlap(proposed, obs_t, WHERE, proposal)
         try:
@@ -324,45 +343,50 @@ def _particle_filter(
         except UnvisitedConstraintError as e:
             what = "the observations" + ("" if proposal is None else f" or the choices of {proposal.name}")
             raise with_context(e, WHERE, what) from None
-        return tr, w - q_score
+        return tr, w - q_score, cq
 
-    propagate_all = particle_vmap(propagate, n, in_axes=(0, 0 if xs_batched else None, None))
+    propagate_all = particle_vmap(propagate, n, in_axes=(0, 0 if xs_batched else None, None, 0, None))
+
+    def draw(k: Any, lw: Any, active: Any = True) -> Any:
+        if resampling_gradient:
+            # a random choice (resampling.draw_ancestors), so an enclosing ppl.vi.expectation
+            # scores it: without that the gradient of E[log Z_hat] misses how the parameters
+            # change which particles survive
+            return resampling_mod.draw_ancestors(k, lw, n, method, active=active)
+        return resampler(k, jax.lax.stop_gradient(lw), n)  # FIVO's choice: no score, lower variance
 
     def step(state: tuple, inp: tuple) -> tuple:
-        carry, lw, lnorm, origin = state
-        k, obs_t, x_t = inp
+        carry, cq, lw, lnorm, origin = state
+        k, obs_t, x_t, xq_t = inp
         k_res, k_prop, k_move = jax.random.split(k, 3)
         # 1. resample
-        # (ancestors are drawn as a random choice, resampling.draw_ancestors, so an
-        # enclosing ppl.vi.expectation scores them: without that the gradient of
-        # E[log Z_hat] misses how the parameters change which particles survive)
         if mode == "always":
-            idx = resampling_mod.draw_ancestors(k_res, lw, n, method)
+            idx = draw(k_res, lw)
             lnorm = lnorm + resampling_mod.log_mean_weight(lw)
             lw = jnp.zeros_like(lw)
             resampled = jnp.array(True)
         elif mode == "adaptive":
             resampled = resampling_mod.ess(lw) < threshold * n
-            if context.interceptors():
+            if context.interceptors() and resampling_gradient:
                 # no lax.cond around a random choice (its reports could not leave the cond):
                 # draw, use only when resampling (an unused draw scores 0)
-                drawn = resampling_mod.draw_ancestors(k_res, lw, n, method, active=resampled)
+                drawn = draw(k_res, lw, active=resampled)
                 idx = jnp.where(resampled, drawn, jnp.arange(n, dtype=jnp.int32))
             else:
-                idx = jax.lax.cond(resampled, lambda: resampler(k_res, lw, n), lambda: jnp.arange(n, dtype=jnp.int32))
+                idx = jax.lax.cond(resampled, lambda: draw(k_res, lw), lambda: jnp.arange(n, dtype=jnp.int32))
             lnorm = jnp.where(resampled, lnorm + resampling_mod.log_mean_weight(lw), lnorm)
             lw = jnp.where(resampled, jnp.zeros_like(lw), lw)
         else:
             idx = jnp.arange(n, dtype=jnp.int32)
             resampled = jnp.array(False)
         if mode != "never":
-            carry = jax.tree_util.tree_map(lambda v: _gather(v, idx), carry)
+            carry, cq = jax.tree_util.tree_map(lambda v: _gather(v, idx), (carry, cq))
             origin = _gather(origin, idx)
         if xs_batched:
             # per-particle xs belong to the particle's prefix: follow its lineage back to it
             x_t = jax.tree_util.tree_map(lambda v: _gather(v, origin), x_t)
         # 2. propagate and reweight
-        tr, w = propagate_all(k_prop, carry, x_t, obs_t)
+        tr, w, cq = propagate_all(k_prop, carry, x_t, obs_t, cq, xq_t)
         nan = jnp.isnan(w)
         lw = lw + jnp.where(nan, -jnp.inf, w)
         # 3. rejuvenate
@@ -384,14 +408,14 @@ def _particle_filter(
             acceptance,
             jnp.sum(nan, dtype=jnp.int32),
         )
-        return (carry, lw, lnorm, origin), out
+        return (carry, cq, lw, lnorm, origin), out
 
-    seq = (jax.random.split(k_steps, num_steps), step_obs, xs)
+    seq = (jax.random.split(k_steps, num_steps), step_obs, xs, q_xs)
     # ppl's loop (not a bare lax.scan): it forwards the effects the sites report
     # from inside the time steps (the REINFORCE scores of an enclosing
     # ppl.vi.expectation), which would otherwise escape the scan
-    init_state = (carry, lw0, jnp.zeros(()), jnp.arange(n, dtype=jnp.int32))
-    (carry, lw, lnorm, _), hist = loop(step, init_state, seq, num_steps)
+    init_state = (carry, q_carry, lw0, jnp.zeros(()), jnp.arange(n, dtype=jnp.int32))
+    (carry, _, lw, lnorm, _), hist = loop(step, init_state, seq, num_steps)
     ancestors, step_choices, log_weights, resampled, logzs, acceptance, num_nan = hist
 
     # ---- genealogy: the full path of every final particle
@@ -430,8 +454,10 @@ def particle_filter(
     *,
     particles: int = 1000,
     proposal: GenerativeFunction | None = None,
+    proposal_args: tuple | None = None,
     resampling: str = "systematic",
     ess_threshold: float = 1.0,
+    resampling_gradient: bool = True,
     rejuvenation: Any = None,
     rejuvenation_steps: int = 1,
     scan_address: Any = None,
@@ -446,12 +472,24 @@ def particle_filter(
       observations: observed choices; under the scan's address with a leading
         time axis (``{"steps": {"y": ys}}``).
       particles: number of particles ``N``.
-      proposal: ``None`` (bootstrap) or a generative function ``q(c, x_t,
-        obs_t)`` proposing the kernel's latent choices at each step.
+      proposal: ``None`` (bootstrap), a generative function ``q(c, x_t,
+        obs_t)`` proposing the kernel's latent choices at each step, or a
+        ``ppl.scan(q_kernel)`` with its own carry (an RNN state, say): step
+        ``t`` runs ``q_kernel(cq_{t-1}, xq_t)``, which returns ``(cq_t, _)``;
+        its carry is resampled with the particle's.
+      proposal_args: the scan proposal's ``(init_carry, xs)`` (its ``xs`` have
+        the model scan's number of steps; put observations there for an
+        amortised proposal). Only with a scan proposal.
       resampling: ``"systematic"`` (O(N)), ``"stratified"``, ``"residual"``,
         ``"multinomial"`` or a function ``(key, log_weights, n) -> indices``.
       ess_threshold: resample when ``ESS < ess_threshold * N``; ``1.0`` (the
         default) resamples every step, ``0`` never.
+      resampling_gradient: inside ``ppl.vi.expectation``, whether the
+        ancestor draws are random choices whose score enters the gradient
+        (``True``: unbiased for ``grad E[log Z_hat]``) or are drawn from
+        stopped weights without a score (``False``: FIVO's and VSMC's biased,
+        lower-variance gradient; :func:`ppl.vi.fivo` is this filter inside an
+        expectation). No effect outside an expectation.
       rejuvenation: an MCMC kernel (``ppl.infer.kernels.*``) applied after each
         step to the kernel's trace at that step (addresses of the kernel,
         e.g. ``mh(ppl.select("x"))``); observed addresses cannot move.
@@ -476,7 +514,18 @@ def particle_filter(
     key = check_key(key, WHERE)
     args = check_model(model, args, WHERE)
     n = check_particles(particles, WHERE)
-    check_proposal(proposal, None, WHERE)
+    check_proposal(proposal, proposal_args, WHERE)
+    if isinstance(proposal, Scan) and proposal_args is None:
+        raise InferenceError(
+            f"{WHERE}: the proposal {proposal.name} is a scan: give its (init_carry, xs) as proposal_args"
+        )
+    if proposal_args is not None and not isinstance(proposal, Scan):
+        raise InferenceError(
+            f"{WHERE}: proposal_args is only for a ppl.scan proposal (which carries its own state); a proposal "
+            "q(c, x_t, obs_t) gets its arguments from the filter"
+        )
+    if not isinstance(resampling_gradient, bool):
+        raise InferenceError(f"{WHERE}: resampling_gradient must be a bool, got {resampling_gradient!r}")
     resampling_mod.get_resampler(resampling)
     threshold = float(ess_threshold)
     mode = "always" if threshold >= 1.0 else ("never" if threshold <= 0.0 else "adaptive")
@@ -515,6 +564,8 @@ def particle_filter(
         rejuvenation_steps,
         initial_proposal,
         initial_proposal_args,
+        proposal_args,
+        resampling_gradient,
     )
     return _checked(pc)
 

@@ -175,3 +175,8 @@ def test_diagnostics_agree_with_arviz() -> None:
     np.testing.assert_allclose(mcse_mean(x), az.mcse(x, method="mean"), rtol=0.03)
     ties = np.round(x)
     np.testing.assert_allclose(rhat(ties), az.rhat(ties), rtol=1e-4)
+    # float32 draws (ranked as float32) and several elements at once (one vectorised pass) give the same
+    x32 = np.stack([x, ties, 3 * x + 1], axis=-1).astype(np.float32)
+    expected = [az.rhat(x32[..., j].astype(np.float64)) for j in range(3)]
+    np.testing.assert_allclose(rhat(x32), expected, rtol=1e-4)
+    np.testing.assert_allclose(ess_bulk(x32), [az.ess(x32[..., j], method="bulk") for j in range(3)], rtol=0.03)

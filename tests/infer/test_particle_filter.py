@@ -19,7 +19,7 @@ import ppl
 from ppl import dist
 from ppl.errors import DegenerateWeightsError, InferenceError, UnvisitedConstraintError
 from ppl.infer.particle_filter import find_scan
-from tests.infer.smc_testing import T, kalman, lg_model, lg_step, locally_optimal, prior_mh, simulate_lg
+from tests.infer.smc_testing import A, Q, R, T, kalman, lg_model, lg_step, locally_optimal, prior_mh, simulate_lg
 
 YS = simulate_lg(0)
 OBS = {"steps": {"y": jnp.asarray(YS)}}
@@ -309,3 +309,63 @@ def test_scan_inputs_that_depend_on_a_prefix_choice() -> None:
         jax.random.key(11), shift_before_the_scan, (), {"steps": {"y": jnp.asarray(Y_SHIFT)}}, particles=4000
     )
     assert abs(float(pc.log_marginal_likelihood()) - log_z) < 0.1
+
+
+@ppl.gen
+def optimal_scan_step(x_prev_copy, y_t):
+    """The locally optimal proposal, keeping its own copy of x_{t-1} as its carry."""
+    var = 1.0 / (1.0 / Q + 1.0 / R)
+    x = dist.Normal(var * (A * x_prev_copy / Q + y_t / R), jnp.sqrt(var)) @ "x"
+    return x, None
+
+
+def test_scan_proposal_carries_its_own_state_through_resampling() -> None:
+    # The model is the scan itself (initial state 0.3); the proposal is a ppl.scan whose carry is its own
+    # copy of the previous state. With it the incremental weight is exactly log N(y_t; A x_{t-1}, Q + R)
+    # at the *model's* x_{t-1}: true for every particle and step only if the proposal's carry is
+    # resampled together with its particle (resampling every step, so the stored log weights are the
+    # increments). Exact to float round-off.
+    x_init = 0.3
+    ys = jnp.asarray(YS)
+    pc = ppl.infer.particle_filter(
+        jax.random.key(5),
+        ppl.scan(lg_step, length=T),
+        (x_init, None),
+        {"y": ys},
+        particles=64,
+        proposal=ppl.scan(optimal_scan_step),
+        proposal_args=(x_init, ys),
+        resampling="multinomial",
+    )
+    h = pc.info
+    x = np.asarray(h.choices["x"], np.float64)  # (T, N) before the next step's resampling
+    anc = np.asarray(h.ancestors)  # (T, N): ancestors drawn at the start of step t
+    assert len(np.unique(anc[1:])) > 1 and not np.all(anc[1:] == np.arange(64))  # resampling did reorder
+    x_prev = np.concatenate([np.full((1, 64), x_init), np.take_along_axis(x[:-1], anc[1:], axis=1)])
+    expected = -0.5 * np.log(2 * np.pi * (Q + R)) - 0.5 * (np.asarray(YS)[:, None] - A * x_prev) ** 2 / (Q + R)
+    np.testing.assert_allclose(np.asarray(h.log_weights), expected, rtol=1e-4, atol=1e-4)
+    # and the estimate is the Kalman filter's log evidence from x_0 = 0.3 known, within its spread
+    exact = kalman(YS, m0=x_init, p0=0.0)[0]
+    values = jax.vmap(
+        lambda k: ppl.infer.particle_filter(
+            k,
+            ppl.scan(lg_step, length=T),
+            (x_init, None),
+            {"y": ys},
+            particles=64,
+            proposal=ppl.scan(optimal_scan_step),
+            proposal_args=(x_init, ys),
+        ).log_marginal_likelihood()
+    )(jax.random.split(jax.random.key(6), R_REPS))
+    check_logz(np.asarray(values, np.float64), exact)
+
+
+def test_scan_proposal_arguments_are_checked() -> None:
+    model, ys = ppl.scan(lg_step, length=T), jnp.asarray(YS)
+    run = lambda **kw: ppl.infer.particle_filter(jax.random.key(0), model, (0.0, None), {"y": ys}, particles=4, **kw)  # noqa: E731
+    with pytest.raises(InferenceError, match="proposal_args"):
+        run(proposal=ppl.scan(optimal_scan_step))
+    with pytest.raises(InferenceError, match=r"only for a ppl\.scan proposal"):
+        run(proposal=locally_optimal, proposal_args=(0.0, ys))
+    with pytest.raises(InferenceError, match=f"runs {T - 1} steps but the model's scan runs {T}"):
+        run(proposal=ppl.scan(optimal_scan_step), proposal_args=(0.0, ys[1:]))

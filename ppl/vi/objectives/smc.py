@@ -14,44 +14,29 @@ the particle filter's estimate ``Z_hat = prod over resampling epochs of
 <= log p(y_{1:T})`` is a bound that tightens with ``K`` (``K = 1`` is the
 ELBO). Particles are resampled (ancestors from :mod:`ppl.infer.resampling`)
 when the effective sample size falls below ``ess_threshold * K``
-(FIVO's adaptive rule; ``vsmc`` resamples at every step).
+(FIVO's adaptive rule; ``vsmc`` resamples at every step). The sweep is
+``ppl.infer.particle_filter`` with the guide as its proposal, run inside
+``ppl.vi.expectation`` (not a copy of it).
 
 Gradients: proposals and model steps are differentiated as their choices
 ask (reparameterised by default). The ancestor indices' own score terms
 are dropped, as in FIVO and VSMC (``resampling_gradient=False``): the
 gradient is then biased for ``grad E[log Z_hat]`` but has far lower
 variance. ``resampling_gradient=True`` draws the ancestors as a REINFORCE
-choice (multinomial resampling), which makes it unbiased.
+choice (the probability of the whole ancestor vector under the chosen
+scheme, :mod:`ppl.infer.resampling`), which makes it unbiased.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-from jax.scipy.special import logsumexp
-from numpyro.distributions import Categorical
-
-from ppl.core import context
 from ppl.core.generative_function import GenerativeFunction
-from ppl.core.primitive import sample_value
 from ppl.core.scan import Scan
 from ppl.errors import EstimatorError
-from ppl.vi.estimators import reinforce
-from ppl.vi.expectation import Expectation, expectation, scan, vmap
-from ppl.vi.objectives.common import log_density, observations_fn
+from ppl.vi.expectation import Expectation, expectation
+from ppl.vi.objectives.common import observations_fn
 from ppl.vi.objectives.iwae import check_particles
-
-
-def _ancestors(key: Any, log_weights: Any, k: int, method: str, gradient: bool) -> Any:
-    if gradient:
-        logits = jnp.broadcast_to(log_weights, (k, k))
-        with context.path(("ancestors",)):
-            return sample_value(key, reinforce(Categorical(logits=logits)))
-    from ppl.infer.resampling import resample_indices
-
-    return resample_indices(key, jax.lax.stop_gradient(log_weights), k, method)
 
 
 def fivo(
@@ -64,54 +49,42 @@ def fivo(
     resampling: str = "systematic",
     resampling_gradient: bool = False,
 ) -> Expectation:
-    """The FIVO bound ``E[log Z_hat]`` of a particle filter, over ``(model_args, guide_args)``."""
+    """The FIVO bound ``E[log Z_hat]`` of a particle filter, over ``(model_args, guide_args)``.
+
+    The program is ``ppl.infer.particle_filter(key, model, model_args,
+    observations, proposal=guide, proposal_args=guide_args, ...)
+    .log_marginal_likelihood()`` inside ``ppl.vi.expectation``: the same
+    filter, so everything it supports (adaptive resampling, every resampling
+    scheme, masked observations) holds here, and its estimate is the same
+    key for key.
+    """
     for what, gf in (("model", model), ("guide", guide)):
         if not isinstance(gf, Scan):
             raise EstimatorError(
                 f"ppl.vi.fivo: the {what} must be a ppl.scan(kernel) generative function, got {type(gf).__name__}"
             )
+    from ppl.infer.particle_filter import particle_filter
+
     obs_of = observations_fn(observations)
     k = check_particles(particles, "ppl.vi.fivo")
     threshold = float(ess_threshold)
-    if resampling_gradient and resampling != "multinomial":
-        resampling = "multinomial"
 
     def fivo(key: Any, model_args: tuple, guide_args: tuple) -> Any:
-        carry_p, xs_p, n = model._split_args(model_args)
-        carry_q, xs_q, n_q = guide._split_args(guide_args)
+        n, n_q = model._split_args(model_args)[2], guide._split_args(guide_args)[2]
         if n != n_q:
             raise EstimatorError(f"ppl.vi.fivo: the model runs {n} steps but the guide {n_q}")
-        many = lambda c: jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), c)  # noqa: E731
-
-        def particle(key: Any, cp: Any, cq: Any, x_p: Any, x_q: Any, obs_t: Any) -> Any:
-            k_q, k_p = jax.random.split(key)
-            q = guide.kernel.simulate(k_q, (cq, x_q))
-            log_p, (cp_new, _) = log_density(k_p, model.kernel, q.choices | obs_t, (cp, x_p))
-            return log_p - q.score, cp_new, q.retval[0]
-
-        def step(state: Any, inputs: Any) -> Any:
-            cp, cq, log_w, log_z = state
-            key_t, x_p, x_q, obs_t = inputs
-            k_move, k_resample = jax.random.split(key_t)
-            inc, cp, cq = vmap(particle, in_axes=(0, 0, 0, None, None, None))(
-                jax.random.split(k_move, k), cp, cq, x_p, x_q, obs_t
-            )
-            new_w = log_w + inc
-            log_z = log_z + logsumexp(new_w) - logsumexp(log_w)
-            ess = jnp.exp(2.0 * logsumexp(new_w) - logsumexp(2.0 * new_w))
-            resample = ess <= threshold * k
-            a = _ancestors(k_resample, new_w, k, resampling, resampling_gradient)
-            pick = lambda x: jnp.where(  # noqa: E731
-                jnp.reshape(resample, (1,) * jnp.ndim(x)), x[a], x
-            )
-            cp, cq = jax.tree_util.tree_map(pick, cp), jax.tree_util.tree_map(pick, cq)
-            log_w = jnp.where(resample, jnp.zeros_like(new_w), new_w)
-            return (cp, cq, log_w, log_z), None
-
-        init = (many(carry_p), many(carry_q), jnp.zeros(k), jnp.zeros(()))
-        obs = obs_of(model_args)
-        (_, _, _, log_z), _ = scan(step, init, (jax.random.split(key, n), xs_p, xs_q, obs), length=n)
-        return log_z
+        return particle_filter(
+            key,
+            model,
+            model_args,
+            obs_of(model_args),
+            particles=k,
+            proposal=guide,
+            proposal_args=guide_args,
+            resampling=resampling,
+            ess_threshold=threshold,
+            resampling_gradient=resampling_gradient,
+        ).log_marginal_likelihood()
 
     return expectation(fivo)
 
