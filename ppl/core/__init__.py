@@ -7,6 +7,14 @@ from ppl.core.fixed import Fixed, FixedTrace, condition, do, substitute
 from ppl.core.gen import GenFunction, deterministic, factor, gen, sample
 from ppl.core.generative_function import GenCall, GenerativeFunction
 from ppl.core.mixture import Mixture, mixture
+from ppl.core.reparameterize import (
+    LocScale,
+    Reparameterized,
+    Reparameterizer,
+    ReparamTrace,
+    TransformToBase,
+    reparameterize,
+)
 from ppl.core.scale import Scale, scale
 from ppl.core.scan import Scan, ScanTrace, scan
 from ppl.core.selection import Selection, select, select_all, select_none
@@ -45,6 +53,12 @@ __all__ = [
     "choices",
     "cond",
     "condition",
+    "LocScale",
+    "Reparameterized",
+    "Reparameterizer",
+    "ReparamTrace",
+    "TransformToBase",
+    "reparameterize",
     "deterministic",
     "do",
     "eager",

@@ -108,6 +108,26 @@ def no_interceptors() -> Iterator[None]:
         stack[:] = old
 
 
+# ------------------------------------------------------------------ rewrites
+def rewrites() -> tuple:
+    """The ``ppl.reparameterize`` rules in force (outermost first); part of every compiled program's key.
+
+    Kept apart from the interceptors: structure probes that run with no
+    interceptors still see the model in its rewritten coordinates.
+    """
+    return tuple(_get("rewrites"))
+
+
+@contextlib.contextmanager
+def rewriting(r: Any) -> Iterator[None]:
+    stack = _get("rewrites")
+    stack.append(r)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
 # ------------------------------------------------------------------ staging flag
 def staging_enabled() -> bool:
     return getattr(_state, "staging", True)

@@ -32,6 +32,7 @@ from ppl.core.foreign import refuse_foreign
 from ppl.core.generative_function import GenCall, GenerativeFunction
 from ppl.core.identity import FunctionTree
 from ppl.core.primitive import PRIMITIVE, check_distribution
+from ppl.core.reparameterize import check_unobserved, rule_for
 from ppl.core.selection import Selection
 from ppl.core.trace import ChoiceTrace, DeterministicTrace, FactorTrace, GenTrace, Trace
 from ppl.errors import (
@@ -476,6 +477,10 @@ def sample(addr: Any, d: Any) -> Any:
             f"call it with its arguments first: {d.name}(*args) @ {format_address(a)}"
         )
     d = check_distribution(d, context.full_address(a))
+    rule = rule_for(a, d)  # ppl.reparameterize: the choice is made in other coordinates
+    if rule is not None:
+        check_unobserved(a, h, rule)
+        return rule.rewrite(a, d)
     return h.site(a, PRIMITIVE, d)
 
 

@@ -148,12 +148,13 @@ def clear_caches() -> None:
 
 
 def _run_program(static: tuple, dyn: tuple) -> Any:
-    impl, spec, _handlers = static
+    impl, spec, _handlers, _rewrites = static
     out, totals = context.run_collecting(impl, *combine(list(dyn), spec))
     return Partitioned(out), totals
 
 
-#: the one compile cache: keyed by (implementation, static structure of the arguments, handler stack)
+#: the one compile cache: keyed by (implementation, static structure of the arguments, handler stack,
+#: the ppl.reparameterize rewrites in force)
 _PROGRAMS = jax.jit(_run_program, static_argnums=(0,))
 
 
@@ -175,7 +176,7 @@ def compiled(impl: Callable[..., Any], *args: Any) -> Any:
         # Already inside a JAX transformation (the user's jit/vmap/grad, or an
         # enclosing GFI call): trace inline; values are tracers either way.
         return impl(*args)
-    out, totals = _PROGRAMS((impl, spec, context.interceptors()), tuple(dyn))
+    out, totals = _PROGRAMS((impl, spec, context.interceptors(), context.rewrites()), tuple(dyn))
     context.reemit(totals)
     return out.value
 

@@ -253,6 +253,33 @@ def intervened_ref(cm, args):
     return out
 
 
+@ppl.gen
+def reparam_inner(a):
+    mu = dist.Normal(a, 2.0) @ "mu"
+    s = dist.LogNormal(0.0, 0.5) @ "s"
+    ppl.vmap(elem)(mu + jnp.arange(3.0)) @ "ys"
+    return dist.Normal(mu, s) @ "y1"
+
+
+REPARAM = ppl.reparameterize(
+    reparam_inner, {"mu": ppl.LocScale(0.3), "s": ppl.TransformToBase(), ("ys", "z"): ppl.LocScale(0.0)}
+)
+
+
+def reparam_ref(cm, args):
+    # the new choices: mu_decentered ~ N(0.3 a, 2^0.3), mu = a + 2^0.7 (zm - 0.3 a); s_base ~ N(0, 0.5),
+    # s = exp(s_base); ys/z_decentered ~ N(0, 1), z = mu + i + zd; y1 ~ N(mu, s) as before
+    (a,) = args
+    zm, u = cm["mu_decentered"], cm["s_base"]
+    mu = a + 2.0**0.7 * (zm - 0.3 * a)
+    return {
+        ("mu_decentered",): entry(nd.Normal(0.3 * a, 2.0**0.3).log_prob(zm)),
+        ("s_base",): entry(nd.Normal(0.0, 0.5).log_prob(u)),
+        ("ys", "z_decentered"): entry(nd.Normal(0.0, 1.0).log_prob(cm["ys", "z_decentered"])),
+        ("y1",): entry(nd.Normal(mu, jnp.exp(u)).log_prob(cm["y1"])),
+    }
+
+
 # --- ppl.vi.marginal / normalize: density *estimates*, exact in these cases --------
 
 
@@ -390,6 +417,7 @@ CASES = [
     ),
     Case("condition", ppl.condition(obs_model, OBS), (0.2,), conditioned_ref, new_args=(0.6,)),
     Case("do", ppl.do(obs_model, {"s": jnp.float32(0.8)}), (0.2,), intervened_ref, new_args=(-0.3,)),
+    Case("reparameterize", REPARAM, (0.2,), reparam_ref, new_args=(0.7,)),
     Case(
         "marginal",
         ppl.vi.marginal(joint_independent, "psi", particles=3),
