@@ -54,6 +54,10 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f"ppl.{name}")
+    if name == "log_likelihood":
+        from ppl.infer.log_likelihood import log_likelihood
+
+        return log_likelihood
     raise AttributeError(f"module 'ppl' has no attribute {name!r}")
 
 
@@ -79,6 +83,7 @@ __all__ = [
     "from_unconstrained",
     "gen",
     "infer",
+    "log_likelihood",
     "masked",
     "mixture",
     "sample",

@@ -2,7 +2,7 @@
 
 ArviZ 0.x gives an ``arviz.InferenceData``; ArviZ 1.x gives an
 ``xarray.DataTree``. Both hold the same groups (``posterior``,
-``sample_stats``, ``observed_data``, ``posterior_predictive``) and both index
+``sample_stats``, ``observed_data``, ``posterior_predictive``, ``log_likelihood``) and both index
 as ``data["posterior"]``; :func:`group_names` lists the groups of either.
 
 ArviZ is an optional dependency (``pip install arviz``, or ppl's
@@ -36,6 +36,7 @@ def to_inference_data(
     observed_data: dict[str, Any] | None = None,
     posterior_predictive: dict[str, Any] | None = None,
     attrs: dict[str, Any] | None = None,
+    log_likelihood: dict[str, Any] | None = None,
 ) -> Any:
     """ArviZ data from dicts of arrays shaped ``(chain, draw, ...)`` (``observed_data``: unbatched).
 
@@ -52,12 +53,13 @@ def to_inference_data(
         "sample_stats": arrays(sample_stats),
         "observed_data": arrays(observed_data),
         "posterior_predictive": arrays(posterior_predictive),
+        "log_likelihood": arrays(log_likelihood),
     }
     if arviz_major(az) >= 1:
         # ArviZ 1.x: from_dict(data={group: {var: array}}, attrs={group or "/": {...}}) -> DataTree
         data = {g: d for g, d in groups.items() if d is not None}
         return az.from_dict(data, attrs={"/": dict(attrs or {})})
-    return az.from_dict(**groups, attrs=attrs or {})
+    return az.from_dict(**{g: d for g, d in groups.items() if d is not None}, attrs=attrs or {})
 
 
 def group_names(data: Any) -> set[str]:

@@ -23,6 +23,7 @@ from ppl.infer import kernels, resampling
 from ppl.infer.discrete import infer_discrete
 from ppl.infer.enumerate import marginal_log_density
 from ppl.infer.importance import NoLatentChoicesWarning, importance
+from ppl.infer.log_likelihood import log_likelihood
 from ppl.infer.mcmc import (
     DivergenceWarning,
     MCMCInfo,
@@ -61,6 +62,7 @@ __all__ = [
     "importance",
     "infer_discrete",
     "kernels",
+    "log_likelihood",
     "mala",
     "marginal_log_density",
     "mh",

@@ -135,6 +135,38 @@ class ParticleCollection(eqx.Module):
         n = self.num_particles if n is None else int(n)
         return _sample(self, key, n)
 
+    def to_arviz(self, key: Any = None, num_draws: int | None = None, method: str = "systematic") -> Any:
+        """ArviZ data of the weighted particles (``InferenceData`` under ArviZ 0.x, ``DataTree`` under 1.x).
+
+        ArviZ has no notion of weights, so the ``posterior`` group holds
+        ``num_draws`` (default ``N``) equally weighted draws resampled with
+        ``method`` (systematic by default, the lowest-variance scheme) from
+        ``key`` (default ``jax.random.key(0)``), as one chain; the observed
+        choices go to ``observed_data``. The root attributes carry the log
+        marginal likelihood estimate, the effective sample size of the
+        weights before resampling and the number of particles.
+        """
+        from ppl.diagnostics.arviz import to_inference_data
+        from ppl.infer.mcmc.result import address_name
+
+        key = jax.random.key(0) if key is None else key
+        drawn = self.resample(key, num_draws, method)
+        observed = set(self.observed.full) if self.observed is not None else set()
+        posterior, data = {}, {}
+        for a, v in drawn.choices.flat_dict().items():
+            if a in observed:
+                data[address_name(a)] = np.asarray(v[0])
+            else:
+                posterior[address_name(a)] = np.asarray(v)[None]
+        attrs = {
+            "inference_library": "ppl",
+            "algorithm": "weighted particles (resampled)",
+            "log_marginal_likelihood": float(self.log_marginal_likelihood()),
+            "ess": float(self.ess),
+            "num_particles": self.num_particles,
+        }
+        return to_inference_data(posterior, observed_data=data or None, attrs=attrs)
+
     def __repr__(self) -> str:
         return f"ParticleCollection(num_particles={self.num_particles}, choices={self.traces.choices!r})"
 

@@ -209,12 +209,15 @@ class MCMCResult:
         return self._summary_text()
 
     # ---------------------------------------------------------- export
-    def to_arviz(self, posterior_predictive: dict[str, Any] | None = None) -> Any:
+    def to_arviz(self, posterior_predictive: dict[str, Any] | None = None, log_likelihood: bool = False) -> Any:
         """An ``arviz.InferenceData``: ``posterior`` (the samples), ``sample_stats``, ``observed_data``.
 
         ``posterior_predictive``: optional draws shaped ``[chain, draw, ...]``
         (``ppl.infer.predictive(key, model, args, result)``); only the
         observed addresses are kept, under the observations' names.
+        ``log_likelihood=True`` adds the pointwise log likelihood of every
+        observation under every draw (:func:`ppl.log_likelihood`), so
+        ``az.loo`` and ``az.waic`` work on the result.
         """
         stats = {k: v for k, v in self.stats.items()}
         if self.step_size is not None:
@@ -223,12 +226,18 @@ class MCMCResult:
         predictive = None
         if posterior_predictive is not None:
             predictive = {k: np.asarray(posterior_predictive[k]) for k in (observed or {}) if k in posterior_predictive}
+        pointwise = None
+        if log_likelihood:
+            from ppl.infer.log_likelihood import log_likelihood as pointwise_log_likelihood
+
+            pointwise = pointwise_log_likelihood(self.model, self.args, self.samples, self.observations)
         return to_inference_data(
             self.samples,
             sample_stats=stats,
             observed_data=observed,
             posterior_predictive=predictive or None,
             attrs={"inference_library": "ppl", "algorithm": self.algorithm},
+            log_likelihood=pointwise,
         )
 
     # ---------------------------------------------------------- traces
