@@ -102,6 +102,50 @@ def init_values(problem: Problem, s: Structure, init: Any, num_chains: int) -> C
     return ChoiceMap(out, _trusted=True)
 
 
+#: init names the runners accept besides values (see :func:`named_init`)
+INIT_NAMES = ("multistart", "uniform", "prior", "median")
+MEDIAN_DRAWS = 15  # prior draws behind init="median" (NumPyro's init_to_median default)
+
+
+def named_init(problem: Problem, s: Structure, init: Any, key: Any, num_chains: int, where: str) -> Any:
+    """``init`` with ``"prior"``/``"median"`` turned into constrained values (a chain axis in front).
+
+    ``"prior"``: each chain starts at its own draw of the latent choices from
+    the model given the observations (``generate``); ``"median"``: every
+    chain at the elementwise median of ``MEDIAN_DRAWS`` such draws. Both are
+    seeded from the run's key. Other values pass through.
+    """
+    if not isinstance(init, str):
+        return init
+    if init not in INIT_NAMES:
+        raise InferenceError(
+            f"{where}: init={init!r} is not an initialisation strategy; expected one of {INIT_NAMES} or initial "
+            "values (a dict or ChoiceMap of constrained values)"
+        )
+    if init in ("multistart", "uniform"):
+        return init
+    n = num_chains if init == "prior" else MEDIAN_DRAWS
+    model, args = problem.model_and_args()
+
+    def draw(k: Any) -> ChoiceMap:
+        return model.generate(k, problem.observations, args)[0].choices
+
+    try:
+        cm = jax.jit(jax.vmap(draw))(jax.random.split(key, n))
+    except Exception as e:  # an improper prior cannot be sampled
+        raise InitializationError(
+            f"{where}: init={init!r} draws the latent choices from the prior, which failed ({type(e).__name__}: "
+            f"{e}); use init='uniform' or 'multistart' (which need no prior draws) or give values"
+        ) from None
+    values = {}
+    for a in s.latent:
+        v = jnp.asarray(cm[a])
+        if init == "median":
+            v = jnp.broadcast_to(jnp.median(v, axis=0), (num_chains, *v.shape[1:])).astype(v.dtype)
+        values[a] = v
+    return ChoiceMap(values, _trusted=True)
+
+
 @partial(jax.jit, static_argnums=(0, 1))
 def user_positions(problem_static: tuple, continuous: tuple, key: Any, dyn: Any, obs: ChoiceMap, init: ChoiceMap):
     """Flat unconstrained starting points ``[chain, D]`` agreeing with the user's init."""

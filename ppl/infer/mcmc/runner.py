@@ -56,6 +56,7 @@ from ppl.infer.mcmc.initialization import (
     flat_space,
     init_error,
     init_values,
+    named_init,
     trace_init_error,
     trace_start_program,
     user_mask,
@@ -273,13 +274,9 @@ def _gradient_run(
         summed,
     )
     k_user, k_init, k_run = jax.random.split(key, 3)
+    init = named_init(problem, s, init, jax.random.fold_in(k_user, 1), cfg.num_chains, f"ppl.infer.{algorithm}")
     uniform_only = isinstance(init, str) and init == "uniform"
-    if isinstance(init, str) and not uniform_only:
-        raise ArgumentValueError(
-            f"ppl.infer.{algorithm}: init must be None (multi-start), 'uniform' (Stan's rule) or initial values, "
-            f"got {init!r}"
-        )
-    init_cm = init_values(problem, s, None if uniform_only else init, cfg.num_chains)
+    init_cm = init_values(problem, s, None if isinstance(init, str) else init, cfg.num_chains)
     z_user = mask = None
     if init_cm is not None:
         z_user = user_positions(
@@ -339,10 +336,14 @@ def nuts(
     trajectories stop at ``2**max_tree_depth`` leapfrog steps. Every latent
     choice must be continuous. ``init``: optional constrained starting
     values (a ``ChoiceMap`` or dict; a leading axis of length ``num_chains``
-    gives one value per chain); without it chains start in the
+    gives one value per chain) or a strategy by name, seeded from ``key``:
+    ``None``/``"multistart"`` (the default) starts chains in the
     highest-density mode found by a short multi-start L-BFGS from Stan's
-    uniform(-2, 2) draws (:mod:`ppl.infer.mcmc.initialization`), and
-    ``init="uniform"`` keeps Stan's rule alone (also for ``hmc``/``mala``).
+    uniform(-2, 2) draws (:mod:`ppl.infer.mcmc.initialization`),
+    ``"uniform"`` keeps Stan's rule alone, ``"prior"`` starts each chain at
+    its own draw from the prior (given the observations), ``"median"`` every
+    chain at the elementwise median of 15 prior draws (NumPyro's
+    ``init_to_median``); the same names work for ``hmc``/``mala``.
     ``progress_bar``: ``None`` shows progress only on an interactive terminal.
 
     Returns an :class:`MCMCResult`; divergent transitions after warm-up
@@ -570,8 +571,11 @@ def run_mcmc(
     size per warm-up iteration, and with one adapted kernel
     ``result.step_size`` / ``result.inverse_mass_matrix`` are its values.
     Initial traces: Stan-style uniform(-2, 2) for continuous latent choices,
-    prior draws for discrete ones, ``init`` values where given. Reuse the
-    same kernel object to reuse the compiled program.
+    prior draws for discrete ones, ``init`` values where given; ``init`` may
+    also name a strategy (``"uniform"``, the default; ``"prior"``: each
+    chain at its own prior draw; ``"median"``: the median of 15 prior
+    draws), seeded from ``key``. Reuse the same kernel object to reuse the
+    compiled program.
     """
     key = check_key(key, "ppl.infer.run_mcmc")
     _check_counts(num_warmup, num_samples, num_chains)
@@ -587,8 +591,16 @@ def run_mcmc(
             raise PPLError(f"the kernel builder returned a {type(kernel).__name__}, not an MCMCKernel")
     show = progress.default_enabled() if progress_bar is None else bool(progress_bar)
     cfg = KernelConfig(int(num_warmup), int(num_samples), int(num_chains), show)
-    init_cm = init_values(problem, s, init, cfg.num_chains)
     k_init, k_run = jax.random.split(key)
+    init = named_init(
+        problem, s, init, jax.random.fold_in(k_init, 1), cfg.num_chains, f"ppl.infer.{algorithm or 'run_mcmc'}"
+    )
+    if isinstance(init, str) and init == "multistart":
+        raise ArgumentValueError(
+            f"ppl.infer.{algorithm or 'run_mcmc'}: init='multistart' is for the gradient runners (nuts, hmc, mala); "
+            "run_mcmc starts from Stan's rule ('uniform', the default), 'prior', 'median' or values"
+        )
+    init_cm = init_values(problem, s, None if isinstance(init, str) else init, cfg.num_chains)
     traces, ok = trace_start_program(
         (problem.model, problem.spec, cfg.num_chains), k_init, problem.dyn, problem.observations, init_cm
     )
