@@ -6,10 +6,12 @@ from ppl.diagnostics.convergence import (
     ess_mean,
     ess_tail,
     format_summary,
+    hdi,
     mcse_mean,
     rhat,
     split_chains,
     summary,
+    summary_frame,
     z_scale,
 )
 from ppl.diagnostics.coverage_calibration import TARPResult, tarp_coverage
@@ -32,6 +34,7 @@ __all__ = [
     "ess_mean",
     "ess_tail",
     "format_summary",
+    "hdi",
     "mcse_mean",
     "plot_ecdf_difference",
     "plot_rank_histogram",
@@ -42,6 +45,7 @@ __all__ = [
     "sbc_ranks",
     "split_chains",
     "summary",
+    "summary_frame",
     "tarp",
     "tarp_coverage",
     "z_scale",

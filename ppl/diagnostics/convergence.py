@@ -134,10 +134,34 @@ def mcse_mean(x: Any) -> np.ndarray:
     return sd / np.sqrt(ess_mean(a))
 
 
+def hdi(x: Any, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """The highest-density interval of the pooled draws: the narrowest interval holding ``prob`` of them.
+
+    ``x`` is shaped ``(chain, draw, ...)``; returns ``(low, high)`` over its
+    elements (ArviZ's ``az.hdi`` for unimodal draws).
+    """
+    if not 0.0 < float(prob) < 1.0:
+        raise ArgumentValueError(f"hdi: prob must be in (0, 1), got {prob!r}")
+    a = _as_draws(x)
+    flat = np.sort(a.reshape(a.shape[0] * a.shape[1], -1), axis=0)
+    n = flat.shape[0]
+    m = min(n - 1, int(np.floor(prob * n)))
+    widths = flat[m:] - flat[: n - m]
+    start = np.argmin(widths, axis=0)
+    cols = np.arange(flat.shape[1])
+    return flat[start, cols].reshape(a.shape[2:]), flat[start + m, cols].reshape(a.shape[2:])
+
+
 def summary(
-    draws: dict[str, Any], quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
+    draws: dict[str, Any], quantiles: tuple[float, ...] = (0.05, 0.5, 0.95), hdi_prob: float = 0.9
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per variable: mean, sd, quantiles, mcse_mean, ess_bulk, ess_tail, r_hat (arrays over its elements)."""
+    """Per variable: mean, sd, HDI, quantiles, mcse_mean, ess_bulk, ess_tail, r_hat (arrays over its elements).
+
+    ``ess_bulk``: rank-normalised bulk ESS and ``ess_tail``: the smaller ESS
+    of the 5% and 95% quantile indicators (Vehtari et al. 2021, as ArviZ);
+    ``r_hat``: rank-normalised split R-hat; ``hdi_low``/``hdi_high``: the
+    ``hdi_prob`` highest-density interval.
+    """
     out: dict[str, dict[str, np.ndarray]] = {}
     for name, x in draws.items():
         a = _as_draws(x)
@@ -145,6 +169,7 @@ def summary(
             continue
         flat = a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
         row = {"mean": flat.mean(axis=0), "sd": flat.std(axis=0, ddof=1)}
+        row["hdi_low"], row["hdi_high"] = hdi(a, hdi_prob) if a.shape[0] * a.shape[1] > 1 else (flat[0], flat[0])
         for q in quantiles:
             row[f"q{round(q * 100)}"] = np.quantile(flat, q, axis=0)
         enough = a.shape[1] >= 4
@@ -227,6 +252,18 @@ def disagreement_message(flagged: list, far: dict, limit: int = 8) -> str:
         ". The chains may be stuck in different modes or not yet mixed: run longer (more warm-up and draws), "
         "reparameterise, give better init values, or check the posterior for multimodality"
     )
+
+
+def summary_frame(table: dict[str, dict[str, np.ndarray]]) -> Any:
+    """The summary as a ``pandas.DataFrame``, one row per scalar element (``theta[0]``...)."""
+    import pandas as pd
+
+    rows, labels = [], []
+    for name, stats in table.items():
+        for idx in np.ndindex(*np.shape(stats["mean"])):
+            labels.append(_label(name, idx))
+            rows.append({c: float(np.asarray(v)[idx]) for c, v in stats.items()})
+    return pd.DataFrame(rows, index=labels)
 
 
 def format_summary(table: dict[str, dict[str, np.ndarray]], max_rows: int = 60) -> str:

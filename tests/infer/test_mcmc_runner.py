@@ -85,6 +85,22 @@ def test_to_arviz_and_summary(result) -> None:
     assert "r_hat" in text and "ess_bulk" in text and "divergent" in text
 
 
+def test_hdi_and_summary_frame_agree_with_arviz() -> None:
+    import arviz as az
+
+    from ppl.diagnostics import hdi, summary, summary_frame
+    from ppl.diagnostics.arviz import arviz_major
+
+    x = np.random.default_rng(0).gamma(2.0, size=(4, 1000, 2))  # skewed: HDI differs from the central interval
+    low, high = hdi(x, 0.9)
+    ref = az.hdi(x, prob=0.9, axis=(0, 1)) if arviz_major(az) >= 1 else az.hdi(x, hdi_prob=0.9)
+    np.testing.assert_allclose(np.stack([low, high], -1), np.asarray(ref), rtol=1e-12)
+    assert np.all(high - low < np.quantile(x, 0.95, axis=(0, 1)) - np.quantile(x, 0.05, axis=(0, 1)))
+    frame = summary_frame(summary({"g": x}))
+    assert list(frame.index) == ["g[0]", "g[1]"] and {"hdi_low", "hdi_high", "ess_bulk", "r_hat"} <= set(frame)
+    np.testing.assert_allclose(frame["hdi_low"], low)
+
+
 def test_same_shapes_reuse_the_compiled_program() -> None:
     run(key=1)
     n = runner._gradient_program._cache_size()

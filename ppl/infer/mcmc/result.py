@@ -183,9 +183,25 @@ class MCMCResult:
             return self.samples
         return Samples({k: v.reshape((-1, *v.shape[2:])) for k, v in self.samples.items()})
 
-    def summary(self) -> dict[str, dict[str, np.ndarray]]:
-        """Per variable: mean, sd, 5/50/95% quantiles, MCSE, bulk and tail ESS, R-hat."""
-        return summary(self.samples)
+    def summary(self, hdi_prob: float = 0.9) -> dict[str, dict[str, np.ndarray]]:
+        """Per variable: mean, sd, HDI, 5/50/95% quantiles, MCSE, bulk and tail ESS, R-hat.
+
+        See :func:`ppl.diagnostics.summary` for which ESS and R-hat these are.
+        """
+        return summary(self.samples, hdi_prob=hdi_prob)
+
+    def summary_frame(self, hdi_prob: float = 0.9) -> Any:
+        """:meth:`summary` as a ``pandas.DataFrame``, one row per scalar element."""
+        from ppl.diagnostics.convergence import summary_frame
+
+        return summary_frame(self.summary(hdi_prob))
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the header line and the summary table."""
+        import html
+
+        head = html.escape(self._summary_text().splitlines()[0])
+        return f"<p><b>{head}</b></p>" + self.summary_frame().to_html(float_format=lambda v: f"{v:.3g}")
 
     def print_summary(self) -> None:
         print(self._summary_text())
@@ -196,7 +212,10 @@ class MCMCResult:
         head = f"{self.algorithm}: {self.num_chains} chains x {self.num_draws} draws"
         if "diverging" in self.stats:
             head += f", {n} divergent transition{'s' if n != 1 else ''}"
-        return head + "\n" + text
+        note = (
+            "(hdi: 90% highest-density interval; ess: rank-normalised bulk and tail ESS; r_hat: rank-normalised split)"
+        )
+        return head + "\n" + text + "\n" + note
 
     def __repr__(self) -> str:
         names = ", ".join(self.samples)
