@@ -253,6 +253,73 @@ def test_fivo_agrees_with_the_particle_filter(resampling_gradient):
     assert_unbiased(g, exact, "FIVO gradient")
 
 
+# ============================================================ row 2b: MH inside an expectation
+@ppl.gen
+def mh_target(th):
+    x = dist.Normal(th, 1.0) @ "x"
+    dist.Normal(x, 0.7) @ "y"
+
+
+X0, Y_MH = 0.4, 1.1
+
+
+def exact_mh_expectation(th):
+    """E[x_1] after one prior-proposal MH step from x_0 = X0: x' ~ N(th, 1), accepted with
+    alpha(x') = min(1, N(y; x', 0.7) / N(y; x_0, 0.7)); by Gauss-Hermite quadrature over x'."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    xp = th + jnp.asarray(nodes)
+    lik = lambda x: -0.5 * ((Y_MH - x) / 0.7) ** 2  # noqa: E731
+    alpha = jnp.exp(jnp.minimum(lik(xp) - lik(X0), 0.0))
+    return jnp.sum(jnp.asarray(weights) * (alpha * xp + (1 - alpha) * X0)) / jnp.sqrt(2 * jnp.pi)
+
+
+def mh_program(key, th):
+    k0, k1 = jax.random.split(key)
+    tr, _ = mh_target.generate(k0, {"x": X0, "y": Y_MH}, (th,))
+    state, _ = kernels.mh(ppl.select("x")).step(k1, kernels.mh(ppl.select("x")).init(tr))
+    return state.trace["x"]
+
+
+@pytest.mark.slow
+def test_mh_step_inside_an_expectation_has_the_exact_gradient():
+    # the accept/reject decision is a random choice: without its score the gradient would miss how th
+    # changes the acceptance probability
+    objective = ppl.vi.expectation(mh_program)
+    th = 0.2
+    value, (g,) = value_and_grads(objective, 4000, 6, th)
+    assert_unbiased(value, exact_mh_expectation(th), "E[x_1]")
+    assert_unbiased(g, jax.grad(exact_mh_expectation)(th), "d/dth E[x_1]")
+
+
+@ppl.gen
+def gibbs_target(logit):
+    k = dist.Bernoulli(logits=logit) @ "k"
+    dist.Normal(2.0 * k, 1.0) @ "y"
+
+
+def exact_gibbs_expectation(logit, y=0.3):
+    """P(k = 1 | y) after one Gibbs step: the exact conditional, whatever the start."""
+    p1 = jax.nn.sigmoid(logit) * jnp.exp(-0.5 * (y - 2.0) ** 2)
+    p0 = (1 - jax.nn.sigmoid(logit)) * jnp.exp(-0.5 * y**2)
+    return p1 / (p0 + p1)
+
+
+def gibbs_program(key, logit):
+    k0, k1 = jax.random.split(key)
+    tr, _ = gibbs_target.generate(k0, {"k": 0, "y": 0.3}, (logit,))
+    g = kernels.gibbs("k")
+    state, _ = g.step(k1, g.init(tr))
+    return state.trace["k"].astype(jnp.float32)
+
+
+@pytest.mark.slow
+def test_gibbs_step_inside_an_expectation_has_the_exact_gradient():
+    objective = ppl.vi.expectation(gibbs_program)
+    value, (g,) = value_and_grads(objective, 4000, 7, 0.5)
+    assert_unbiased(value, exact_gibbs_expectation(0.5), "P(k = 1 | y)")
+    assert_unbiased(g, jax.grad(exact_gibbs_expectation)(0.5), "d/dlogit P(k = 1 | y)")
+
+
 # ============================================================ row 3: tempered SMC
 Y3 = jnp.array([0.3, 0.5, 0.1])
 

@@ -47,10 +47,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions import Categorical
 from numpyro.distributions import constraints as C
 
 from ppl.core import choices, context
 from ppl.core.address import format_address, normalize
+from ppl.core.primitive import sample_value
 from ppl.errors import SelectionError
 from ppl.infer.mcmc.kernel import MCMCKernel, TraceState, make_info, memoized
 
@@ -178,7 +180,10 @@ def _gibbs(addr: tuple, given: tuple | None) -> MCMCKernel:
 
         traces, w = jax.vmap(moved)(proposals)
         w = jnp.where(jnp.isnan(w) | ~ok, -jnp.inf, w)
-        k = jax.random.categorical(k_draw, w)
+        # a random choice, so an enclosing ppl.vi.expectation scores it (the conditional depends on the
+        # parameters); outside one it is jax.random.categorical(k_draw, w), key for key
+        with context.path(("gibbs",)):
+            k = sample_value(k_draw, Categorical(logits=w))
         return jax.tree_util.tree_map(lambda x: x[k], traces)
 
     def step(key: Any, state: TraceState) -> tuple[TraceState, Any]:

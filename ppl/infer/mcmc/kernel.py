@@ -108,12 +108,24 @@ def metropolis_accept(key: Any, log_alpha: Any, proposed: Any, current: Any) -> 
     """Accept ``proposed`` with probability ``min(1, exp(log_alpha))``.
 
     A NaN ratio counts as ``-inf`` (reject), so a proposal outside the
-    support never enters the chain.
+    support never enters the chain. The decision is a random choice
+    (``Bernoulli(min(1, exp(log_alpha)))`` at address ``"accept"`` under the
+    current path): inside ``ppl.vi.expectation`` its score enters the
+    gradient estimate, so expectations of MH output (MH moves as SMC
+    rejuvenation, a chain inside an objective) get unbiased gradients of how
+    the parameters change what is accepted. Outside an expectation it is
+    the usual test ``u < min(1, exp(log_alpha))``, ``u ~ Uniform(0, 1)``.
     """
+    from numpyro.distributions import Bernoulli
+
+    from ppl.core import context
+    from ppl.core.primitive import sample_value
+
     log_alpha = jnp.where(jnp.isnan(log_alpha), -jnp.inf, log_alpha)
-    accept = jnp.log(jax.random.uniform(key)) < log_alpha
-    new = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), proposed, current)
     rate = jnp.exp(jnp.minimum(log_alpha, 0.0))
+    with context.path(("accept",)):
+        accept = sample_value(key, Bernoulli(probs=rate)).astype(bool)
+    new = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), proposed, current)
     return new, make_info(accept, rate)
 
 
