@@ -7,6 +7,7 @@ from ppl.core.fixed import Fixed, FixedTrace, condition, do, substitute
 from ppl.core.gen import GenFunction, deterministic, factor, gen, sample
 from ppl.core.generative_function import GenCall, GenerativeFunction
 from ppl.core.mixture import Mixture, mixture
+from ppl.core.model_info import ModelInfo, SiteInfo, inspect
 from ppl.core.reparameterize import (
     LocScale,
     Reparameterized,
@@ -53,6 +54,9 @@ __all__ = [
     "choices",
     "cond",
     "condition",
+    "inspect",
+    "ModelInfo",
+    "SiteInfo",
     "LocScale",
     "Reparameterized",
     "Reparameterizer",
